@@ -1,0 +1,1 @@
+"""Every side effect of an order: PostgreSQL and the outside systems over HTTP."""

@@ -1,0 +1,58 @@
+"""CRM and customer notifications. Best effort: the order never waits on or fails for them."""
+
+from __future__ import annotations
+
+import httpx
+from temporalio import activity
+
+from activities.http import call_provider, idempotency_key
+from models.integrations import CustomerUpsertInput, NotificationInput, PurchaseInput
+from settings import Settings
+
+CRM_REFUSED = "CrmRefused"
+NOTIFICATION_REFUSED = "NotificationRefused"
+
+
+class CustomerActivities:
+    def __init__(self, http: httpx.AsyncClient, settings: Settings) -> None:
+        self._http = http
+        self._settings = settings
+
+    @activity.defn
+    async def upsert_customer(self, request: CustomerUpsertInput) -> None:
+        customer = request.customer
+        await call_provider(
+            self._http,
+            "PUT",
+            f"{self._settings.crm_url}/customers/{customer.id}",
+            idempotency_key=idempotency_key(request.order_id, "crm", "customer"),
+            json={"name": customer.name, "email": customer.email, "phone": customer.phone},
+            refusal=CRM_REFUSED,
+        )
+
+    @activity.defn
+    async def record_purchase(self, request: PurchaseInput) -> None:
+        await call_provider(
+            self._http,
+            "POST",
+            f"{self._settings.crm_url}/customers/{request.customer_id}/purchases",
+            idempotency_key=idempotency_key(request.order_id, "crm", "purchase"),
+            json={
+                "order_id": request.order_id,
+                "total": str(request.total),
+                "currency": request.currency,
+                "skus": request.skus,
+            },
+            refusal=CRM_REFUSED,
+        )
+
+    @activity.defn
+    async def notify_customer(self, request: NotificationInput) -> None:
+        await call_provider(
+            self._http,
+            "POST",
+            self._settings.notifications_url,
+            idempotency_key=idempotency_key(request.order_id, "notify", request.event),
+            json=request.model_dump(mode="json"),
+            refusal=NOTIFICATION_REFUSED,
+        )

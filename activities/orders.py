@@ -1,0 +1,26 @@
+"""Order record steps: the order row, and each status change with its timeline entry."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+
+from db import orders
+from models.records import RecordOrderInput, StatusChangeInput
+
+
+class OrderRecordActivities:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self._sessionmaker = sessionmaker
+
+    @activity.defn
+    async def record_order(self, request: RecordOrderInput) -> None:
+        """Insert the order and its lines once; a repeat changes nothing."""
+        async with self._sessionmaker.begin() as session:
+            await orders.record_order(session, request)
+
+    @activity.defn
+    async def record_status(self, change: StatusChangeInput) -> None:
+        """Append the timeline entry and update the order row; an entry already written is skipped."""
+        async with self._sessionmaker.begin() as session:
+            await orders.record_status(session, change)

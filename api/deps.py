@@ -1,0 +1,44 @@
+"""What routes receive from the application: settings, the sessionmaker and the Temporal client.
+
+The lifespan in api.app puts them on `app.state`; routes ask for them by these aliases.
+Routes open their own transactions (`async with sessionmaker.begin()`), so a route decides
+when its writes are committed, e.g. before it signals a workflow about them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+
+from api.order_client import OrderClient
+from settings import Settings
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    return sessionmaker
+
+
+def _temporal(request: Request) -> Client:
+    client: Client = request.app.state.temporal
+    return client
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)]
+TemporalDep = Annotated[Client, Depends(_temporal)]
+
+
+def _orders(client: TemporalDep, sessionmaker: SessionmakerDep, settings: SettingsDep) -> OrderClient:
+    return OrderClient(client, sessionmaker, settings)
+
+
+OrdersDep = Annotated[OrderClient, Depends(_orders)]

@@ -1,0 +1,82 @@
+"""Stock per SKU: set a count, read the level, book a supplier's delivery."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.deps import SessionmakerDep, SettingsDep, TemporalDep
+from api.schemas import StockCount, StockReceipt
+from db.stock import UnknownSku, receive_stock, set_on_hand, stock_level
+from models.inventory import StockLevel
+from models.names import REPLENISHMENT_WORKFLOW, SIGNAL_STOCK_RECEIVED, replenishment_workflow_id
+from models.purchasing import ReplenishmentInput, StockReceived
+
+router = APIRouter(prefix="/inventory", tags=["inventory"])
+
+SkuPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+ReceiptKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=128,
+        description="The receipt id: a delivery booked twice with one id is counted once.",
+    ),
+]
+
+
+async def _level(session: AsyncSession, sku: str) -> StockLevel:
+    level = await stock_level(session, sku)
+    if level is None:
+        raise UnknownSku(sku)
+    return level
+
+
+@router.put("/{sku}", response_model=StockLevel)
+async def count_stock(sku: SkuPath, count: StockCount, sessionmaker: SessionmakerDep) -> StockLevel:
+    """Set the units on hand at a warehouse (a stock count); a new SKU or warehouse is created."""
+    async with sessionmaker.begin() as session:
+        await set_on_hand(session, sku, count.warehouse, count.on_hand)
+        return await _level(session, sku)
+
+
+@router.get("/{sku}", response_model=StockLevel)
+async def get_stock(sku: SkuPath, sessionmaker: SessionmakerDep) -> StockLevel:
+    async with sessionmaker.begin() as session:
+        return await _level(session, sku)
+
+
+@router.post("/{sku}/receipts", status_code=status.HTTP_201_CREATED, response_model=StockLevel)
+async def receive(
+    sku: SkuPath,
+    receipt: StockReceipt,
+    response: Response,
+    sessionmaker: SessionmakerDep,
+    client: TemporalDep,
+    settings: SettingsDep,
+    receipt_id: ReceiptKey = None,
+) -> StockLevel:
+    """Book a delivery and wake the orders waiting for this SKU. A repeated receipt id changes nothing (200)."""
+    receipt_id = receipt_id or str(uuid.uuid4())
+    async with sessionmaker.begin() as session:
+        booked = await receive_stock(session, sku, receipt.warehouse, receipt.quantity, receipt_id)
+        level = await _level(session, sku)
+    # Signalled after the commit, so the workflow never looks for stock that is not there yet; signalled
+    # on a repeat too, since the first attempt may have committed and then lost its signal.
+    await client.start_workflow(
+        REPLENISHMENT_WORKFLOW,
+        ReplenishmentInput(sku=sku),
+        id=replenishment_workflow_id(sku),
+        task_queue=settings.task_queue,
+        start_signal=SIGNAL_STOCK_RECEIVED,
+        start_signal_args=[
+            StockReceived(receipt_id=receipt_id, warehouse=receipt.warehouse, quantity=receipt.quantity)
+        ],
+    )
+    if not booked:
+        response.status_code = status.HTTP_200_OK
+    return level

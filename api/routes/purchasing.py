@@ -1,0 +1,18 @@
+"""What purchasing needs to know: which SKUs orders are waiting for, and how many units."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.deps import SessionmakerDep
+from db.shortages import open_shortages
+from models.purchasing import ShortageList
+
+router = APIRouter(prefix="/purchasing", tags=["purchasing"])
+
+
+@router.get("/shortages", response_model=ShortageList)
+async def shortages(sessionmaker: SessionmakerDep) -> ShortageList:
+    """Open shortages, one per SKU, with the orders waiting for it."""
+    async with sessionmaker.begin() as session:
+        return await open_shortages(session)

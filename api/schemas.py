@@ -1,0 +1,36 @@
+"""Request bodies that only the HTTP API accepts; the shared contracts live in models/."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
+
+from models.order import Strict
+
+WarehouseCode = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+]
+
+
+class StockCount(Strict):
+    """A stock count: how many units are on the shelf at one warehouse."""
+
+    warehouse: WarehouseCode
+    on_hand: Annotated[int, Field(ge=0, le=10_000_000)]
+
+
+class StockReceipt(Strict):
+    """Units that arrived at a warehouse from a supplier."""
+
+    warehouse: WarehouseCode
+    quantity: Annotated[int, Field(ge=1, le=10_000_000)]
+
+
+class Accepted(Strict):
+    accepted: bool = True
+
+
+class Health(Strict):
+    status: str
+    checks: dict[str, str] = {}

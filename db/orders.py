@@ -1,0 +1,236 @@
+"""Order records: the order row and its lines, its timeline, the reads behind GET /orders, idempotency keys.
+
+The workflow is the source of truth; these rows are what it last reported, written so that
+activity retries and messages arriving out of order leave them as if each was written once, in order.
+Every function runs inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.engine import dialect_insert
+from models.order import OrderPage, OrderState, OrderStatus, OrderSummary, TimelineEvent
+from models.records import RecordOrderInput, StatusChangeInput
+from models.tables import IdempotencyKeyRow, OrderEventRow, OrderLineRow, OrderRow
+
+
+class InvalidCursor(ValueError):
+    """A pagination cursor this service did not hand out."""
+
+
+class IdempotencyConflict(Exception):
+    """The idempotency key was already used for a different request."""
+
+    def __init__(self, key: str, order_id: str) -> None:
+        super().__init__(f"idempotency key {key!r} was already used for a different request (order {order_id})")
+        self.key = key
+        self.order_id = order_id
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite hands datetimes back without a zone; everything stored here is UTC.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+async def _insert_lines(session: AsyncSession, order_id: str, lines: list[dict[str, Any]]) -> None:
+    statement = dialect_insert(session, OrderLineRow).values([{"order_id": order_id, **line} for line in lines])
+    await session.execute(statement.on_conflict_do_nothing(index_elements=["order_id", "line_no"]))
+
+
+async def record_order(session: AsyncSession, request: RecordOrderInput) -> None:
+    """Insert the order (status received) and its lines, numbered from 1; a repeat changes nothing."""
+    received_at = _utc(request.received_at)
+    order = dialect_insert(session, OrderRow).values(
+        order_id=request.order_id,
+        workflow_id=request.workflow_id,
+        customer_id=request.request.customer.id,
+        status=OrderStatus.RECEIVED.value,
+        total=request.request.total,
+        currency=request.request.currency,
+        last_seq=0,
+        state=None,
+        created_at=received_at,
+        updated_at=received_at,
+    )
+    await session.execute(order.on_conflict_do_nothing(index_elements=["order_id"]))
+    await _insert_lines(
+        session,
+        request.order_id,
+        [
+            {"line_no": number, "sku": line.sku, "quantity": line.quantity, "unit_price": line.unit_price}
+            for number, line in enumerate(request.request.lines, start=1)
+        ],
+    )
+
+
+async def record_status(session: AsyncSession, change: StatusChangeInput) -> None:
+    """Append the timeline entry once, and move the order row forward only if this entry is its newest."""
+    state, event = change.state, change.event
+    # A status change may be the first write that lands (record_order still being retried).
+    order = dialect_insert(session, OrderRow).values(
+        order_id=state.order_id,
+        workflow_id=state.workflow_id,
+        customer_id=state.customer.id,
+        status=state.status.value,
+        total=state.total,
+        currency=state.currency,
+        last_seq=0,
+        state=None,
+        created_at=_utc(state.created_at),
+        updated_at=_utc(state.created_at),
+    )
+    created = await session.execute(
+        order.on_conflict_do_nothing(index_elements=["order_id"]).returning(OrderRow.order_id)
+    )
+    if created.first() is not None and state.lines:
+        await _insert_lines(
+            session,
+            state.order_id,
+            [
+                {"line_no": line.line_no, "sku": line.sku, "quantity": line.quantity, "unit_price": line.unit_price}
+                for line in state.lines
+            ],
+        )
+    entry = dialect_insert(session, OrderEventRow).values(
+        order_id=state.order_id,
+        seq=event.seq,
+        at=_utc(event.at),
+        status=event.status.value,
+        actor=event.actor,
+        event=event.event,
+        detail=event.detail,
+    )
+    await session.execute(entry.on_conflict_do_nothing(index_elements=["order_id", "seq"]))
+    # One conditional statement: a late or repeated entry finds last_seq already past it and changes nothing.
+    await session.execute(
+        update(OrderRow)
+        .where(OrderRow.order_id == state.order_id, OrderRow.last_seq < event.seq)
+        .values(
+            status=state.status.value,
+            last_seq=event.seq,
+            updated_at=_utc(state.updated_at),
+            state=state.model_dump(mode="json"),
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def get_order(session: AsyncSession, order_id: str) -> OrderState | None:
+    """The order as last reported, with its full timeline; None when unknown or not reported yet."""
+    stored = await session.scalar(select(OrderRow.state).where(OrderRow.order_id == order_id))
+    if stored is None:
+        return None
+    events = await session.execute(
+        select(
+            OrderEventRow.seq,
+            OrderEventRow.at,
+            OrderEventRow.status,
+            OrderEventRow.actor,
+            OrderEventRow.event,
+            OrderEventRow.detail,
+        )
+        .where(OrderEventRow.order_id == order_id)
+        .order_by(OrderEventRow.seq)
+    )
+    timeline = [
+        TimelineEvent(seq=seq, at=_utc(at), status=OrderStatus(status), actor=actor, event=name, detail=detail)
+        for seq, at, status, actor, name, detail in events
+    ]
+    return OrderState.model_validate(stored).model_copy(update={"timeline": timeline})
+
+
+def encode_cursor(created_at: datetime, order_id: str) -> str:
+    raw = json.dumps([_utc(created_at).isoformat(), order_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, order_id = json.loads(raw)
+        if not isinstance(created_at, str) or not isinstance(order_id, str):
+            raise TypeError("cursor fields are not strings")
+        return _utc(datetime.fromisoformat(created_at)), order_id
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError) as error:
+        raise InvalidCursor("invalid cursor") from error
+
+
+async def list_orders(
+    session: AsyncSession,
+    *,
+    status: OrderStatus | None,
+    customer_id: str | None,
+    sku: str | None,
+    limit: int,
+    cursor: str | None,
+) -> OrderPage:
+    """Orders newest first, filtered; `next_cursor` continues after the last one (None on the last page)."""
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    query = select(
+        OrderRow.order_id,
+        OrderRow.workflow_id,
+        OrderRow.status,
+        OrderRow.customer_id,
+        OrderRow.total,
+        OrderRow.currency,
+        OrderRow.created_at,
+        OrderRow.updated_at,
+    )
+    if status is not None:
+        query = query.where(OrderRow.status == status.value)
+    if customer_id is not None:
+        query = query.where(OrderRow.customer_id == customer_id)
+    if sku is not None:
+        query = query.where(exists().where(OrderLineRow.order_id == OrderRow.order_id, OrderLineRow.sku == sku))
+    if cursor is not None:
+        after_created, after_id = decode_cursor(cursor)
+        query = query.where(
+            or_(
+                OrderRow.created_at < after_created,
+                and_(OrderRow.created_at == after_created, OrderRow.order_id < after_id),
+            )
+        )
+    # One row more than asked tells whether another page exists.
+    query = query.order_by(OrderRow.created_at.desc(), OrderRow.order_id.desc()).limit(limit + 1)
+    rows = (await session.execute(query)).all()
+    items = [
+        OrderSummary(
+            order_id=row.order_id,
+            workflow_id=row.workflow_id,
+            status=OrderStatus(row.status),
+            customer_id=row.customer_id,
+            total=row.total,
+            currency=row.currency,
+            created_at=_utc(row.created_at),
+            updated_at=_utc(row.updated_at),
+        )
+        for row in rows[:limit]
+    ]
+    next_cursor = encode_cursor(items[-1].created_at, items[-1].order_id) if len(rows) > limit else None
+    return OrderPage(items=items, next_cursor=next_cursor)
+
+
+async def claim_idempotency_key(session: AsyncSession, key: str, request_hash: str, order_id: str) -> str:
+    """The order id that owns the key: `order_id` if this call claimed it, the earlier one otherwise."""
+    claim = dialect_insert(session, IdempotencyKeyRow).values(
+        key=key, request_hash=request_hash, order_id=order_id, created_at=datetime.now(UTC)
+    )
+    # A concurrent claim of the same key waits on the unique index and then does nothing.
+    await session.execute(claim.on_conflict_do_nothing(index_elements=["key"]))
+    owner = (
+        await session.execute(
+            select(IdempotencyKeyRow.request_hash, IdempotencyKeyRow.order_id).where(IdempotencyKeyRow.key == key)
+        )
+    ).one()
+    if owner.request_hash != request_hash:
+        raise IdempotencyConflict(key, owner.order_id)
+    return str(owner.order_id)

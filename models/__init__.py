@@ -1,0 +1,1 @@
+"""Shared vocabulary: pydantic contracts, SQLAlchemy tables and the names every side agrees on."""

@@ -1,0 +1,69 @@
+"""Contracts of the calls to outside systems: carrier, finance, CRM, notifications and purchasing."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pydantic import BaseModel
+
+from models.order import Address, Customer, OrderLine
+
+
+class PrepareShipmentInput(BaseModel):
+    order_id: str
+    address: Address
+    lines: list[OrderLine]
+    currency: str
+    # Allocation round: a draft booking cancelled after a shortage is not the one made after restock.
+    attempt: int = 1
+
+
+class BookingRef(BaseModel):
+    order_id: str
+    booking_id: str
+
+
+class ConfirmedBooking(BaseModel):
+    booking_id: str
+    tracking_number: str
+
+
+class InvoiceInput(BaseModel):
+    order_id: str
+    customer_id: str
+    lines: list[OrderLine]
+    currency: str
+    shipping: Decimal = Decimal("0.00")
+
+
+class InvoiceRef(BaseModel):
+    order_id: str
+    invoice_id: str
+
+
+class CustomerUpsertInput(BaseModel):
+    order_id: str
+    customer: Customer
+
+
+class PurchaseInput(BaseModel):
+    order_id: str
+    customer_id: str
+    total: Decimal
+    currency: str
+    skus: list[str]
+
+
+class NotificationInput(BaseModel):
+    order_id: str
+    customer_id: str
+    # confirmed, backordered, shipped, delivered, cancelled
+    event: str
+    detail: str | None = None
+
+
+class PurchasingNotice(BaseModel):
+    sku: str
+    order_id: str
+    quantity: int
+    outstanding_quantity: int

@@ -1,0 +1,242 @@
+"""The order as clients send it and as operators see it: request, statuses, state and timeline."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Sku = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+]
+CustomerId = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+]
+
+MAX_LINES = 100
+MAX_QUANTITY = 10_000
+
+
+class OrderStatus(StrEnum):
+    RECEIVED = "received"
+    PENDING_REVIEW = "pending_review"
+    REJECTED = "rejected"
+    ALLOCATING = "allocating"
+    BACKORDERED = "backordered"
+    FULFILLING = "fulfilling"
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({OrderStatus.REJECTED, OrderStatus.DELIVERED, OrderStatus.CANCELLED, OrderStatus.FAILED})
+
+
+class BackorderPolicy(StrEnum):
+    WAIT = "wait"
+    CANCEL = "cancel"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Customer(Strict):
+    id: CustomerId
+    name: ShortText
+    # Email and phone are checked by the review rules, so that a malformed one is a
+    # rejected order on record rather than a request nobody sees.
+    email: Annotated[str, StringConstraints(strip_whitespace=True, max_length=254)]
+    phone: Annotated[str, StringConstraints(strip_whitespace=True, max_length=32)]
+
+
+class OrderLine(Strict):
+    sku: Sku
+    quantity: Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
+    unit_price: Money
+
+
+class Address(Strict):
+    name: ShortText
+    line1: ShortText
+    line2: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    city: ShortText
+    postal_code: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=16)]
+    country: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Z]{2}$")]
+
+
+class OrderRequest(Strict):
+    customer: Customer
+    lines: Annotated[list[OrderLine], Field(min_length=1, max_length=MAX_LINES)]
+    shipping_address: Address
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "EUR"
+    backorder_policy: BackorderPolicy = BackorderPolicy.WAIT
+
+    @property
+    def total(self) -> Decimal:
+        return sum((line.unit_price * line.quantity for line in self.lines), Decimal("0.00"))
+
+    @property
+    def skus(self) -> list[str]:
+        return sorted({line.sku for line in self.lines})
+
+
+class OrderInput(BaseModel):
+    """Input of the order workflow. Deadlines travel with the order, so a run keeps the ones it started with."""
+
+    order_id: str
+    request: OrderRequest
+    review_timeout: timedelta = timedelta(hours=48)
+    backorder_timeout: timedelta = timedelta(days=7)
+    delivery_timeout: timedelta = timedelta(days=14)
+
+
+class Allocation(BaseModel):
+    warehouse: str
+    quantity: int
+
+
+class LineState(BaseModel):
+    line_no: int
+    sku: str
+    quantity: int
+    unit_price: Decimal
+    allocations: list[Allocation] = []
+
+
+class ReviewDecision(StrEnum):
+    APPROVED = "approved"
+    MANUAL = "manual"
+    REJECTED = "rejected"
+
+
+class ReviewOutcome(BaseModel):
+    decision: ReviewDecision
+    reasons: list[str] = []
+    reviewed_by: str = "rules"
+    note: str | None = None
+
+
+class Shipment(BaseModel):
+    carrier: str
+    booking_id: str
+    rate: Decimal
+    tracking_number: str | None = None
+    status: str = "draft"
+
+
+class Invoice(BaseModel):
+    invoice_id: str
+    subtotal: Decimal
+    tax: Decimal
+    total: Decimal
+    currency: str
+    status: str = "issued"
+
+
+class TimelineEvent(BaseModel):
+    seq: int
+    at: datetime
+    status: OrderStatus
+    actor: str
+    event: str
+    detail: str | None = None
+
+
+class OrderState(BaseModel):
+    """The whole order as operators and clients see it (the `status` query, GET /orders/{id})."""
+
+    order_id: str
+    workflow_id: str
+    status: OrderStatus
+    customer: Customer
+    shipping_address: Address
+    lines: list[LineState]
+    total: Decimal
+    currency: str
+    backorder_policy: BackorderPolicy
+    review: ReviewOutcome | None = None
+    shipment: Shipment | None = None
+    invoice: Invoice | None = None
+    needs_attention: str | None = None
+    cancellation_reason: str | None = None
+    timeline: list[TimelineEvent] = []
+    created_at: datetime
+    updated_at: datetime
+
+
+# Messages sent to a running order by operators, the API and the carrier.
+
+
+class ReviewRequest(Strict):
+    decision: Literal["approve", "reject"]
+    note: Annotated[str, StringConstraints(max_length=1000)] | None = None
+
+
+class ReviewCommand(BaseModel):
+    """What an operator's approve/reject update carries."""
+
+    note: str | None = None
+    actor: str = "operator"
+
+
+class CancelRequest(Strict):
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
+class CancelCommand(BaseModel):
+    reason: str
+    actor: str = "api"
+
+
+class TrackingStatus(StrEnum):
+    IN_TRANSIT = "in_transit"
+    OUT_FOR_DELIVERY = "out_for_delivery"
+    DELIVERED = "delivered"
+    EXCEPTION = "exception"
+
+
+class TrackingEvent(Strict):
+    """A carrier's tracking event, as its webhook delivers it and as the workflow receives it."""
+
+    event_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    order_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    tracking_number: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    status: TrackingStatus
+    at: datetime
+
+
+class OrderSummary(BaseModel):
+    """One row of GET /orders."""
+
+    order_id: str
+    workflow_id: str
+    status: OrderStatus
+    customer_id: str
+    total: Decimal
+    currency: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class OrderPage(BaseModel):
+    items: list[OrderSummary]
+    next_cursor: str | None = None
+
+
+class OrderAccepted(BaseModel):
+    """The answer to POST /orders."""
+
+    order_id: str
+    status: OrderStatus
+    workflow_id: str

@@ -1,0 +1,171 @@
+"""The relational schema (SQLAlchemy 2). Alembic migrations under migrations/ create it.
+
+Invariants live here as constraints, so that no code path can break them:
+reserved stock never exceeds stock on hand, a reservation is made once per
+order, line, allocation round and warehouse, an idempotency key maps to one order.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class SkuRow(Base):
+    __tablename__ = "skus"
+    sku: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(default=True)
+
+
+class WarehouseRow(Base):
+    __tablename__ = "warehouses"
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class StockRow(Base):
+    __tablename__ = "stock"
+    __table_args__ = (
+        CheckConstraint("on_hand >= 0", name="on_hand_non_negative"),
+        CheckConstraint("reserved >= 0", name="reserved_non_negative"),
+        CheckConstraint("reserved <= on_hand", name="reserved_within_on_hand"),
+    )
+    sku: Mapped[str] = mapped_column(ForeignKey("skus.sku"), primary_key=True)
+    warehouse: Mapped[str] = mapped_column(ForeignKey("warehouses.code"), primary_key=True)
+    on_hand: Mapped[int] = mapped_column(Integer, default=0)
+    reserved: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ReservationRow(Base):
+    """Stock held for one order line in one allocation round, at one warehouse."""
+
+    __tablename__ = "reservations"
+    __table_args__ = (
+        UniqueConstraint("order_id", "line_no", "attempt", "warehouse", name="uq_reservations_key"),
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint("state IN ('reserved', 'released', 'committed')", name="state_known"),
+        Index("ix_reservations_order_state", "order_id", "state"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(String(64))
+    line_no: Mapped[int] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer)
+    sku: Mapped[str] = mapped_column(String(64))
+    warehouse: Mapped[str] = mapped_column(String(32))
+    quantity: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default="reserved")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class StockReceiptRow(Base):
+    __tablename__ = "stock_receipts"
+    __table_args__ = (CheckConstraint("quantity > 0", name="quantity_positive"),)
+    receipt_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    sku: Mapped[str] = mapped_column(ForeignKey("skus.sku"))
+    warehouse: Mapped[str] = mapped_column(ForeignKey("warehouses.code"))
+    quantity: Mapped[int] = mapped_column(Integer)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CustomerFlagRow(Base):
+    """Customers whose orders always go to manual review."""
+
+    __tablename__ = "customer_flags"
+    customer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(500))
+
+
+class OrderRow(Base):
+    __tablename__ = "orders"
+    __table_args__ = (
+        Index("ix_orders_created", "created_at", "order_id"),
+        Index("ix_orders_status_created", "status", "created_at"),
+        Index("ix_orders_customer_created", "customer_id", "created_at"),
+    )
+    order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(String(80), unique=True)
+    customer_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20))
+    total: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    currency: Mapped[str] = mapped_column(String(3))
+    # The last timeline entry written; status changes arriving out of order or twice are ignored.
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # The order as the workflow last reported it (models.order.OrderState as JSON).
+    state: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class OrderLineRow(Base):
+    __tablename__ = "order_lines"
+    __table_args__ = (Index("ix_order_lines_sku", "sku"),)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.order_id"), primary_key=True)
+    line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+
+
+class OrderEventRow(Base):
+    """The order's timeline: who or what changed it, and when."""
+
+    __tablename__ = "order_events"
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.order_id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(20))
+    actor: Mapped[str] = mapped_column(String(100))
+    event: Mapped[str] = mapped_column(String(100))
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class IdempotencyKeyRow(Base):
+    """Client Idempotency-Key of POST /orders → the one order it created."""
+
+    __tablename__ = "idempotency_keys"
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    order_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ShortageRow(Base):
+    """An order waiting for stock of one SKU; open while resolved_at is null."""
+
+    __tablename__ = "shortages"
+    __table_args__ = (CheckConstraint("quantity > 0", name="quantity_positive"),)
+    sku: Mapped[str] = mapped_column(String(64), primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    since: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -1,0 +1,347 @@
+"""`make run`: the whole service on this machine, in the foreground, stopped cleanly by Ctrl-C.
+
+Starts a Temporal dev server (state kept under the data folder), brings the
+database to the newest schema, seeds a demo catalogue, then runs the stand-in
+outside systems, the worker and the API as child processes sharing one
+environment. If any child dies the rest are stopped and the exit status is 1.
+
+Environment (defaults in brackets), so a second stack can run beside the first:
+  OMS_STACK_DATA_DIR [data]            SQLite database and Temporal state
+  OMS_STACK_TEMPORAL_PORT [7233]       Temporal frontend (gRPC)
+  OMS_STACK_TEMPORAL_UI_PORT [8233]    Temporal web UI
+  OMS_API_PORT [8000]                  the API
+  STANDINS_PORT [8100]                 the stand-in outside systems
+  DATABASE_URL                         PostgreSQL instead of SQLite under the data folder
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import structlog
+from sqlalchemy.engine import make_url
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from db.engine import create_engine, create_sessionmaker
+from db.migrate import upgrade
+from logging_config import configure_logging
+from models.names import SEARCH_ATTRIBUTES
+from scripts.demo_catalogue import FLAGGED_CUSTOMER_ID, seed
+from settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+TEMPORAL_START_SECONDS = 60.0
+API_READY_SECONDS = 60.0
+STOP_GRACE_SECONDS = 15.0
+OUTSIDE_SYSTEMS = ("carrier", "finance", "crm", "notifications", "purchasing")
+
+log = structlog.get_logger("oms.local_stack")
+
+# The body of the curl example in the banner.
+DEMO_ORDER = (
+    '{"customer": {"id": "cust-1001", "name": "Ada Lovelace", "email": "ada@example.com", '
+    '"phone": "+44 20 7946 0000"}, '
+    '"lines": [{"sku": "MUG-001", "quantity": 2, "unit_price": "12.50"}, '
+    '{"sku": "BOOK-003", "quantity": 1, "unit_price": "29.00"}], '
+    '"shipping_address": {"name": "Ada Lovelace", "line1": "12 St James Square", "city": "London", '
+    '"postal_code": "SW1Y 4JH", "country": "GB"}}'
+)
+
+
+class StackError(Exception):
+    """Why the stack cannot run, told to the user in one line."""
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    data_dir: Path
+    temporal_port: int
+    temporal_ui_port: int
+    api_port: int
+    standins_port: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> StackConfig:
+        def port(name: str, default: int) -> int:
+            value = environ.get(name, str(default))
+            if not value.isdigit() or not 0 < int(value) < 65536:
+                raise StackError(f"{name}={value!r} is not a port number")
+            return int(value)
+
+        return cls(
+            data_dir=Path(environ.get("OMS_STACK_DATA_DIR", "data")).resolve(),
+            temporal_port=port("OMS_STACK_TEMPORAL_PORT", 7233),
+            temporal_ui_port=port("OMS_STACK_TEMPORAL_UI_PORT", 8233),
+            api_port=port("OMS_API_PORT", 8000),
+            standins_port=port("STANDINS_PORT", 8100),
+        )
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def ports(self) -> dict[str, tuple[int, str]]:
+        return {
+            "Temporal server": (self.temporal_port, "OMS_STACK_TEMPORAL_PORT"),
+            "Temporal UI": (self.temporal_ui_port, "OMS_STACK_TEMPORAL_UI_PORT"),
+            "API": (self.api_port, "OMS_API_PORT"),
+            "stand-ins": (self.standins_port, "STANDINS_PORT"),
+        }
+
+    def database_url(self, settings: Settings) -> str:
+        if settings.database_url != Settings.model_fields["database_url"].default:
+            return settings.database_url
+        return f"sqlite:///{self.data_dir / 'oms.sqlite3'}"
+
+    def child_environment(self, environ: Mapping[str, str], database_url: str) -> dict[str, str]:
+        env = dict(environ)
+        # Outside-system URLs set by hand win, so one of them can point at a real sandbox.
+        for system in OUTSIDE_SYSTEMS:
+            env.setdefault(f"OMS_{system.upper()}_URL", f"http://127.0.0.1:{self.standins_port}/{system}")
+        env.update(
+            DATABASE_URL=database_url,
+            OMS_TEMPORAL_ADDRESS=f"127.0.0.1:{self.temporal_port}",
+            OMS_API_PORT=str(self.api_port),
+            STANDINS_PORT=str(self.standins_port),
+            STANDINS_WEBHOOK_URL=f"{self.api_url}/webhooks/carrier",
+            PYTHONUNBUFFERED="1",
+        )
+        return env
+
+
+@dataclass
+class Child:
+    name: str
+    process: asyncio.subprocess.Process
+
+
+class LocalStack:
+    def __init__(self, config: StackConfig, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.database_url = config.database_url(settings)
+        self.env = config.child_environment(os.environ, self.database_url)
+        self.children: list[Child] = []
+
+    async def start(self) -> None:
+        self._refuse_taken_ports()
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        await self._start_temporal()
+        log.info("migrating database", database=_without_password(self.database_url))
+        await asyncio.to_thread(upgrade, self.database_url)
+        await self._seed()
+        await self._spawn("stand-ins", sys.executable, "-m", "standins")
+        await self._spawn("worker", sys.executable, str(ROOT / "worker.py"))
+        await self._spawn("API", sys.executable, "-m", "api")
+        await self._wait_for_api()
+
+    async def supervise(self, stop: asyncio.Event) -> int:
+        """Wait for a stop request (exit status 0) or the first child to die (1)."""
+        stopped = asyncio.create_task(stop.wait())
+        exits = {asyncio.create_task(child.process.wait()): child for child in self.children}
+        done, pending = await asyncio.wait({stopped, *exits}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        if stopped in done:
+            log.info("stopping")
+            return 0
+        dead = next(exits[task] for task in done if task in exits)
+        log.error(f"the {dead.name} exited with code {dead.process.returncode}; stopping the stack")
+        return 1
+
+    async def stop(self) -> None:
+        """Stop the children newest first, so the Temporal server goes last."""
+        for child in reversed(self.children):
+            await _stop_child(child)
+        self.children.clear()
+
+    def _refuse_taken_ports(self) -> None:
+        for what, (port, variable) in self.config.ports().items():
+            if _port_taken(port):
+                raise StackError(f"port {port} for the {what} is already in use: stop what holds it or set {variable}")
+
+    async def _start_temporal(self) -> None:
+        attributes = [arg for item in SEARCH_ATTRIBUTES.items() for arg in ("--search-attribute", "=".join(item))]
+        temporal = await self._spawn(
+            "Temporal server",
+            str(BIN / "temporal"),
+            "server",
+            "start-dev",
+            "--db-filename",
+            str(self.config.data_dir / "temporal.sqlite3"),
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(self.config.temporal_port),
+            "--ui-port",
+            str(self.config.temporal_ui_port),
+            "--namespace",
+            self.settings.temporal_namespace,
+            "--log-level",
+            "warn",
+            *attributes,
+        )
+        address = f"127.0.0.1:{self.config.temporal_port}"
+        deadline = asyncio.get_running_loop().time() + TEMPORAL_START_SECONDS
+        while True:
+            self._check_alive()
+            try:
+                client = await asyncio.wait_for(Client.connect(address), timeout=5)
+                await client.service_client.check_health()
+                log.info("Temporal server is up", address=address, pid=temporal.process.pid)
+                return
+            except (RuntimeError, RPCError, TimeoutError, OSError):
+                if asyncio.get_running_loop().time() > deadline:
+                    raise StackError(
+                        f"the Temporal server did not answer on {address} within {TEMPORAL_START_SECONDS:.0f}s"
+                    ) from None
+                await asyncio.sleep(0.5)
+
+    async def _seed(self) -> None:
+        engine = create_engine(self.database_url, pool_size=2)
+        try:
+            await seed(create_sessionmaker(engine))
+        finally:
+            await engine.dispose()
+        log.info("demo catalogue ready")
+
+    async def _spawn(self, name: str, *command: str) -> Child:
+        # Each child leads its own process group: Ctrl-C reaches only this
+        # supervisor, which then stops the children in order.
+        process = await asyncio.create_subprocess_exec(*command, cwd=ROOT, env=self.env, start_new_session=True)
+        child = Child(name, process)
+        self.children.append(child)
+        log.info("started", child=name, pid=process.pid)
+        return child
+
+    def _check_alive(self) -> None:
+        for child in self.children:
+            if child.process.returncode is not None:
+                raise StackError(f"the {child.name} exited during start-up with code {child.process.returncode}")
+
+    async def _wait_for_api(self) -> None:
+        url = f"{self.config.api_url}/readyz"
+        deadline = asyncio.get_running_loop().time() + API_READY_SECONDS
+        async with httpx.AsyncClient(timeout=2) as client:
+            while True:
+                self._check_alive()
+                try:
+                    if (await client.get(url)).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                if asyncio.get_running_loop().time() > deadline:
+                    raise StackError(f"the API was not ready at {url} within {API_READY_SECONDS:.0f}s")
+                await asyncio.sleep(0.5)
+
+    def banner(self) -> str:
+        api = self.config.api_url
+        return f"""
+Order management is running. Ctrl-C stops everything.
+
+  API          {api}   (OpenAPI docs: {api}/docs)
+  Temporal UI  http://127.0.0.1:{self.config.temporal_ui_port}
+  Stand-ins    http://127.0.0.1:{self.config.standins_port}
+  Database     {_without_password(self.database_url)}
+
+Place a demo order (customer id {FLAGGED_CUSTOMER_ID} goes to manual review; CHAIR-006 is nearly out of stock):
+
+  curl -s -X POST {api}/orders -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-1' -d '{DEMO_ORDER}'
+"""
+
+
+async def _stop_child(child: Child) -> None:
+    process = child.process
+    if process.returncode is None:
+        _signal_group(process.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), timeout=STOP_GRACE_SECONDS)
+        except TimeoutError:
+            log.warning("did not stop in time, killing it", child=child.name, pid=process.pid)
+            _signal_group(process.pid, signal.SIGKILL)
+            await process.wait()
+    # Anything the child left behind in its group goes too.
+    _signal_group(process.pid, signal.SIGKILL)
+    log.info("stopped", child=child.name, exit_code=process.returncode)
+
+
+def _signal_group(pid: int, signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signum)
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket() as sock:
+        # Servers set SO_REUSEADDR too, so a socket in TIME_WAIT does not count as taken.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def _without_password(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+async def _unless_stopped(work: Awaitable[None], stop: asyncio.Event) -> bool:
+    """Run `work` unless a stop is requested first; True when it completed."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        stopped.cancel()
+        task.result()
+        return True
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return False
+
+
+async def run(config: StackConfig, settings: Settings) -> int:
+    stack = LocalStack(config, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        if not await _unless_stopped(stack.start(), stop):
+            return 0
+        print(stack.banner(), flush=True)
+        return await stack.supervise(stop)
+    except StackError as error:
+        log.error(str(error))
+        return 1
+    finally:
+        await stack.stop()
+
+
+def main() -> None:
+    settings = Settings()
+    configure_logging(settings.log_level)
+    # The readiness polling would otherwise log every attempt.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        config = StackConfig.from_env(os.environ)
+    except StackError as error:
+        log.error(str(error))
+        sys.exit(1)
+    sys.exit(asyncio.run(run(config, settings)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""Injected faults on the provider endpoints: latency, 503 answers and dropped connections.
+
+A raw ASGI middleware, so that a fault strikes before the endpoint runs (a failed call changes
+nothing) and so that a drop can leave the client without any answer at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from standins.state import PROVIDER_SERVICES, Fault, Store
+
+
+class FaultInjection:
+    def __init__(self, app: ASGIApp, store: Store) -> None:
+        self._app = app
+        self._store = store
+        self._random = random.Random()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fault = self._fault(scope)
+        if fault is None:
+            await self._app(scope, receive, send)
+            return
+        if fault.latency_ms:
+            await asyncio.sleep(fault.latency_ms / 1000)
+        if self._random.random() < fault.failure_rate:
+            await _unavailable(send)
+        elif self._random.random() < fault.drop_rate:
+            if fault.drop_after_effect:
+                await self._app(scope, receive, _discard)
+            await _drop(send)
+        else:
+            await self._app(scope, receive, send)
+
+    def _fault(self, scope: Scope) -> Fault | None:
+        if scope["type"] != "http":
+            return None
+        service = scope["path"].lstrip("/").split("/", 1)[0]
+        return self._store.fault_for(service) if service in PROVIDER_SERVICES else None
+
+
+async def _unavailable(send: Send) -> None:
+    body = json.dumps({"error": "service_unavailable", "detail": "injected failure"}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _drop(send: Send) -> None:
+    # ASGI has no "close the connection" message. The server closes it when an app returns
+    # after announcing a body it never sends, so the client is left without a complete answer.
+    await send({"type": "http.response.start", "status": 503, "headers": [(b"content-length", b"1")]})
+
+
+async def _discard(_message: Message) -> Any:
+    return None

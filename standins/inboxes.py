@@ -1,0 +1,91 @@
+"""The stand-ins that only take note: CRM customers and purchases, customer notifications, purchasing's inbox."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, StringConstraints
+
+from standins.deps import Idempotent, StoreDep
+from standins.state import Outcome, RecordKind, Store
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Text = Annotated[str, StringConstraints(max_length=254)]
+
+
+class CustomerProfile(BaseModel):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    email: Text
+    phone: Annotated[str, StringConstraints(max_length=32)]
+
+
+class Purchase(BaseModel):
+    order_id: Id
+    total: Annotated[Decimal, Field(ge=0)]
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+    skus: list[Id]
+
+
+class Notification(BaseModel):
+    order_id: Id
+    customer_id: Id
+    event: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    detail: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class ShortageNotice(BaseModel):
+    sku: Id
+    order_id: Id
+    quantity: Annotated[int, Field(ge=1)]
+    outstanding_quantity: Annotated[int, Field(ge=0)]
+
+
+crm = APIRouter(prefix="/crm", tags=["crm"])
+notifications = APIRouter(prefix="/notifications", tags=["notifications"])
+purchasing = APIRouter(prefix="/purchasing", tags=["purchasing"])
+
+CustomerIdPath = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+@crm.put("/customers/{customer_id}")
+async def upsert_customer(
+    customer_id: CustomerIdPath, body: CustomerProfile, call: Idempotent, store: StoreDep
+) -> JSONResponse:
+    return call.apply(body, lambda: _upsert_customer(store, customer_id, body, call.key))
+
+
+@crm.post("/customers/{customer_id}/purchases", status_code=201)
+async def record_purchase(
+    customer_id: CustomerIdPath, body: Purchase, call: Idempotent, store: StoreDep
+) -> JSONResponse:
+    record = {"customer_id": customer_id, **body.model_dump(mode="json")}
+    return call.apply(body, lambda: _note(store, "purchases", "purchase_id", record, call.key, 201))
+
+
+@notifications.post("", status_code=202)
+async def notify(body: Notification, call: Idempotent, store: StoreDep) -> JSONResponse:
+    return call.apply(body, lambda: _note(store, "notifications", "notification_id", body.model_dump(), call.key, 202))
+
+
+@purchasing.post("/shortages", status_code=202)
+async def report_shortage(body: ShortageNotice, call: Idempotent, store: StoreDep) -> JSONResponse:
+    return call.apply(body, lambda: _note(store, "shortages", "notice_id", body.model_dump(), call.key, 202))
+
+
+def _upsert_customer(store: Store, customer_id: str, body: CustomerProfile, key: str) -> Outcome:
+    # One record per customer; `idempotency_key` is the call that last changed it, `updates` counts all of them.
+    previous = store.get("customers", customer_id)
+    profile = {"customer_id": customer_id, **body.model_dump()}
+    updates = (previous["updates"] if previous else 0) + 1
+    store.put("customers", customer_id, {**profile, "idempotency_key": key, "updates": updates})
+    return Outcome(200, profile)
+
+
+def _note(store: Store, kind: RecordKind, id_field: str, record: dict[str, Any], key: str, status: int) -> Outcome:
+    record_id = uuid.uuid4().hex
+    store.put(kind, record_id, {id_field: record_id, **record, "idempotency_key": key})
+    return Outcome(status, {id_field: record_id, **record})

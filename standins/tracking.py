@@ -1,0 +1,96 @@
+"""The carrier's tracking webhook: after a booking is confirmed, post "in_transit" and then "delivered".
+
+Events of one booking go out in order from one background task; each is retried with backoff
+when our webhook does not answer 2xx, and given up after a few attempts, as real carriers do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import structlog
+
+from standins.config import StandinConfig
+from standins.state import Outcome, Store
+
+log = structlog.get_logger(__name__)
+
+TRACKING_STEPS = ("in_transit", "delivered")
+
+
+class TrackingDispatcher:
+    def __init__(self, store: Store, config: StandinConfig) -> None:
+        self._store = store
+        self._config = config
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._client: httpx.AsyncClient | None = None
+
+    def start(self, booking_id: str) -> None:
+        """Begin the tracking of a confirmed booking; must be called from the event loop."""
+        task = asyncio.get_running_loop().create_task(self._track(booking_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def cancel_all(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def close(self) -> None:
+        self.cancel_all()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def _track(self, booking_id: str) -> None:
+        for status in TRACKING_STEPS:
+            await asyncio.sleep(self._config.tracking_delay_seconds)
+            event = self._advance(booking_id, status)
+            if event is None:
+                return
+            await self._deliver(event)
+
+    def _advance(self, booking_id: str, status: str) -> dict[str, Any] | None:
+        """Move the booking to `status` and return its event; None when it was cancelled meanwhile."""
+        event: dict[str, Any] = {}
+
+        def change(booking: dict[str, Any]) -> Outcome:
+            if booking["status"] == "cancelled":
+                return Outcome(409, {})
+            booking["status"] = status
+            event.update(
+                event_id=f"{booking['booking_id']}:{status}",
+                order_id=booking["reference"],
+                tracking_number=booking["tracking_number"],
+                status=status,
+                at=datetime.now(UTC).isoformat(),
+            )
+            return Outcome(200, {})
+
+        outcome = self._store.update("bookings", booking_id, change)
+        return event if outcome.status == 200 else None
+
+    async def _deliver(self, event: dict[str, Any]) -> None:
+        client = self._http()
+        delay = self._config.webhook_backoff_seconds
+        for attempt in range(1, self._config.webhook_attempts + 1):
+            try:
+                response = await client.post(self._config.webhook_url, json=event)
+                if response.is_success:
+                    return
+                problem = f"status {response.status_code}"
+            except httpx.HTTPError as exc:
+                problem = repr(exc)
+            log.warning("tracking webhook failed", event_id=event["event_id"], attempt=attempt, problem=problem)
+            if attempt < self._config.webhook_attempts:
+                await asyncio.sleep(delay)
+                delay *= 2
+        log.error("tracking webhook given up", event_id=event["event_id"])
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=5.0, headers={"Authorization": f"Bearer {self._config.api_key}"})
+        return self._client

@@ -1,0 +1,185 @@
+"""In-memory stand-ins for every activity, registered under the real activity names.
+
+Workflow tests run the real workflows on the time-skipping server against these,
+so they can count each step and each compensation and make any step fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from decimal import Decimal
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from models.integrations import (
+    BookingRef,
+    ConfirmedBooking,
+    CustomerUpsertInput,
+    InvoiceInput,
+    InvoiceRef,
+    NotificationInput,
+    PrepareShipmentInput,
+    PurchaseInput,
+    PurchasingNotice,
+)
+from models.inventory import CommitOrderInput, LineKey, ReserveLineInput, ReserveLineResult
+from models.order import Allocation, Invoice, ReviewDecision, ReviewOutcome, Shipment
+from models.purchasing import ReportShortageInput, ShortageRecordInput, ShortageResolvedInput
+from models.records import RecordOrderInput, ReviewInput, StatusChangeInput
+
+
+class FakeSystems:
+    def __init__(self, stock: dict[str, int] | None = None) -> None:
+        self.stock: dict[str, int] = dict(stock or {})
+        self.held: dict[tuple[str, int, int], tuple[str, int]] = {}
+        self.calls: Counter[str] = Counter()
+        self.statuses: list[str] = []
+        self.review = ReviewOutcome(decision=ReviewDecision.APPROVED)
+        self.fail: dict[str, ApplicationError] = {}
+        # Steps that wait until the test lets them go, to act while they are in flight.
+        self.gates: dict[str, asyncio.Event] = {}
+        self.reported: list[ReportShortageInput] = []
+        self.notifications: list[str] = []
+
+    def activities(self) -> list[object]:
+        return [
+            self.record_order,
+            self.record_status,
+            self.review_order,
+            self.reserve_line,
+            self.release_line,
+            self.commit_order,
+            self.available_stock,
+            self.prepare_shipment,
+            self.confirm_booking,
+            self.cancel_booking,
+            self.create_invoice,
+            self.void_invoice,
+            self.upsert_customer,
+            self.record_purchase,
+            self.notify_customer,
+            self.report_shortage,
+            self.record_shortage,
+            self.resolve_shortages,
+            self.notify_purchasing,
+        ]
+
+    async def _step(self, name: str) -> None:
+        self.calls[name] += 1
+        gate = self.gates.get(name)
+        if gate is not None:
+            await gate.wait()
+        if name in self.fail:
+            raise self.fail[name]
+
+    @activity.defn(name="record_order")
+    async def record_order(self, request: RecordOrderInput) -> None:
+        await self._step("record_order")
+
+    @activity.defn(name="record_status")
+    async def record_status(self, change: StatusChangeInput) -> None:
+        self.calls["record_status"] += 1
+        self.statuses.append(change.event.status.value)
+
+    @activity.defn(name="review_order")
+    async def review_order(self, request: ReviewInput) -> ReviewOutcome:
+        await self._step("review_order")
+        return self.review
+
+    @activity.defn(name="reserve_line")
+    async def reserve_line(self, request: ReserveLineInput) -> ReserveLineResult:
+        await self._step("reserve_line")
+        key = (request.key.order_id, request.key.line_no, request.key.attempt)
+        if key not in self.held:
+            available = self.stock.get(request.sku, 0)
+            if available < request.quantity:
+                return ReserveLineResult(
+                    line_no=request.key.line_no, sku=request.sku, shortage=request.quantity - available
+                )
+            self.stock[request.sku] = available - request.quantity
+            self.held[key] = (request.sku, request.quantity)
+        sku, quantity = self.held[key]
+        return ReserveLineResult(
+            line_no=request.key.line_no, sku=sku, allocations=[Allocation(warehouse="WH-1", quantity=quantity)]
+        )
+
+    @activity.defn(name="release_line")
+    async def release_line(self, key: LineKey) -> None:
+        await self._step("release_line")
+        held = self.held.pop((key.order_id, key.line_no, key.attempt), None)
+        if held:
+            self.stock[held[0]] = self.stock.get(held[0], 0) + held[1]
+
+    @activity.defn(name="commit_order")
+    async def commit_order(self, request: CommitOrderInput) -> None:
+        await self._step("commit_order")
+
+    @activity.defn(name="available_stock")
+    async def available_stock(self, sku: str) -> int:
+        self.calls["available_stock"] += 1
+        return self.stock.get(sku, 0)
+
+    @activity.defn(name="prepare_shipment")
+    async def prepare_shipment(self, request: PrepareShipmentInput) -> Shipment:
+        await self._step("prepare_shipment")
+        return Shipment(
+            carrier="test-carrier", booking_id=f"B-{request.order_id}-{request.attempt}", rate=Decimal("5.00")
+        )
+
+    @activity.defn(name="confirm_booking")
+    async def confirm_booking(self, ref: BookingRef) -> ConfirmedBooking:
+        await self._step("confirm_booking")
+        return ConfirmedBooking(booking_id=ref.booking_id, tracking_number=f"TRK-{ref.order_id}")
+
+    @activity.defn(name="cancel_booking")
+    async def cancel_booking(self, ref: BookingRef) -> None:
+        await self._step("cancel_booking")
+
+    @activity.defn(name="create_invoice")
+    async def create_invoice(self, request: InvoiceInput) -> Invoice:
+        await self._step("create_invoice")
+        subtotal = sum((line.unit_price * line.quantity for line in request.lines), Decimal("0")) + request.shipping
+        tax = (subtotal * Decimal("0.20")).quantize(Decimal("0.01"))
+        return Invoice(
+            invoice_id=f"INV-{request.order_id}", subtotal=subtotal, tax=tax, total=subtotal + tax, currency="EUR"
+        )
+
+    @activity.defn(name="void_invoice")
+    async def void_invoice(self, ref: InvoiceRef) -> None:
+        await self._step("void_invoice")
+
+    @activity.defn(name="upsert_customer")
+    async def upsert_customer(self, request: CustomerUpsertInput) -> None:
+        await self._step("upsert_customer")
+
+    @activity.defn(name="record_purchase")
+    async def record_purchase(self, request: PurchaseInput) -> None:
+        await self._step("record_purchase")
+
+    @activity.defn(name="notify_customer")
+    async def notify_customer(self, request: NotificationInput) -> None:
+        await self._step("notify_customer")
+        self.notifications.append(request.event)
+
+    @activity.defn(name="report_shortage")
+    async def report_shortage(self, request: ReportShortageInput) -> None:
+        await self._step("report_shortage")
+        self.reported.append(request)
+
+    @activity.defn(name="record_shortage")
+    async def record_shortage(self, request: ShortageRecordInput) -> None:
+        await self._step("record_shortage")
+
+    @activity.defn(name="resolve_shortages")
+    async def resolve_shortages(self, request: ShortageResolvedInput) -> None:
+        await self._step("resolve_shortages")
+
+    @activity.defn(name="notify_purchasing")
+    async def notify_purchasing(self, notice: PurchasingNotice) -> None:
+        await self._step("notify_purchasing")
+
+
+def refusal(kind: str) -> ApplicationError:
+    return ApplicationError(f"{kind} (test)", type=kind, non_retryable=True)

@@ -1,0 +1,138 @@
+"""Operator actions through the HTTP API against the real order workflow.
+
+The worker runs the real OrderWorkflow with stand-in activities (tests/fakes.py),
+on the dev server, so the API's answers come from the workflow's own update
+validators and queries, as they would in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from api.app import create_app
+from models.order import ReviewDecision, ReviewOutcome
+from tests.fakes import FakeSystems
+from tests.servers import running_server
+from tests.test_api import api_settings, order_body
+from workflows.order import OrderWorkflow
+from workflows.replenishment import ReplenishmentWorkflow
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+@pytest.fixture
+def fakes() -> FakeSystems:
+    return FakeSystems(stock={"WIDGET-1": 100, "BOLT-7": 100})
+
+
+@pytest.fixture
+async def api(
+    database_url: str, task_queue: str, dev_server_env: WorkflowEnvironment, sessionmaker: Sessions, fakes: FakeSystems
+) -> AsyncIterator[httpx.AsyncClient]:
+    client: Client = dev_server_env.client
+    app = create_app(api_settings(database_url, task_queue), client=client, sessionmaker=sessionmaker)
+    async with (
+        Worker(
+            client,
+            task_queue=task_queue,
+            workflows=[OrderWorkflow, ReplenishmentWorkflow],
+            activities=fakes.activities(),
+        ),
+        running_server(app) as base_url,
+        httpx.AsyncClient(base_url=base_url, timeout=30) as http,
+    ):
+        yield http
+
+
+async def until(api: httpx.AsyncClient, order_id: str, status: str) -> dict[str, Any]:
+    for _ in range(300):
+        response = await api.get(f"/orders/{order_id}")
+        if response.status_code == 200 and response.json()["status"] == status:
+            return dict(response.json())
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"order {order_id} never reached {status}: {response.status_code} {response.text}")
+
+
+async def place(api: httpx.AsyncClient) -> str:
+    response = await api.post("/orders", json=order_body())
+    assert response.status_code == 202
+    return str(response.json()["order_id"])
+
+
+async def deliver(api: httpx.AsyncClient, order_id: str) -> None:
+    shipped = await until(api, order_id, "shipped")
+    event = {
+        "event_id": "evt-delivered",
+        "order_id": order_id,
+        "tracking_number": shipped["shipment"]["tracking_number"],
+        "status": "delivered",
+        "at": datetime.now(UTC).isoformat(),
+    }
+    assert (await api.post("/webhooks/carrier", json=event)).status_code == 202
+
+
+async def test_an_operator_approves_an_order_waiting_for_review(api: httpx.AsyncClient, fakes: FakeSystems) -> None:
+    fakes.review = ReviewOutcome(decision=ReviewDecision.MANUAL, reasons=["total above the threshold"])
+    order_id = await place(api)
+    await until(api, order_id, "pending_review")
+
+    response = await api.post(f"/orders/{order_id}/review", json={"decision": "approve", "note": "known customer"})
+
+    assert response.status_code == 200
+    assert response.json()["status"] != "pending_review"
+    assert response.json()["review"]["note"] == "known customer"
+
+
+async def test_a_review_of_an_order_not_waiting_for_one_is_refused_with_the_reason(api: httpx.AsyncClient) -> None:
+    order_id = await place(api)
+    await until(api, order_id, "shipped")
+
+    response = await api.post(f"/orders/{order_id}/review", json={"decision": "reject"})
+
+    assert response.status_code == 409
+    assert response.json() == {"detail": "order is shipped, not waiting for review"}
+
+
+async def test_cancelling_a_shipped_order_is_refused_with_the_reason(api: httpx.AsyncClient) -> None:
+    order_id = await place(api)
+    await until(api, order_id, "shipped")
+
+    response = await api.post(f"/orders/{order_id}/cancel", json={"reason": "changed my mind"})
+
+    assert response.status_code == 409
+    assert "cancellation is no longer possible" in response.json()["detail"]
+    assert (await api.get(f"/orders/{order_id}")).json()["status"] == "shipped"
+
+
+async def test_an_order_waiting_for_review_can_be_cancelled(api: httpx.AsyncClient, fakes: FakeSystems) -> None:
+    fakes.review = ReviewOutcome(decision=ReviewDecision.MANUAL, reasons=["customer is flagged"])
+    order_id = await place(api)
+    await until(api, order_id, "pending_review")
+
+    response = await api.post(f"/orders/{order_id}/cancel", json={"reason": "customer asked"})
+
+    assert response.status_code == 200
+    assert response.json()["cancellation_reason"] == "customer asked"
+    cancelled = await until(api, order_id, "cancelled")
+    assert cancelled["cancellation_reason"] == "customer asked"
+
+
+async def test_a_delivered_order_is_read_and_cannot_be_cancelled(api: httpx.AsyncClient) -> None:
+    order_id = await place(api)
+    await deliver(api, order_id)
+    await until(api, order_id, "delivered")
+
+    response = await api.post(f"/orders/{order_id}/cancel", json={"reason": "too late"})
+
+    assert response.status_code == 409
+    assert response.json() == {"detail": "order is delivered"}

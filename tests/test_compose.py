@@ -1,0 +1,230 @@
+"""The production path (Dockerfile, docker-compose.yml) agrees with the code it ships.
+
+No container engine runs here, so these read the files and check them against
+the settings, modules and search attributes of this repository.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import AliasChoices
+from pydantic_settings import BaseSettings
+
+from models.names import SEARCH_ATTRIBUTES
+from settings import Settings
+from standins.config import StandinConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+APP_SERVICES = ("migrate", "api", "worker", "standins")
+PRODUCT_SERVICES = {"postgresql", "temporal", "temporal-ui", "migrate", "api", "worker", "standins"}
+
+# ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?message}, ${NAME?message}
+INTERPOLATION = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    document = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert isinstance(document, dict)
+    return document
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return dict(compose["services"])
+
+
+def interpolate(value: str) -> str:
+    """What compose would pass, with every required variable given a sample value."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match["op"] in (":-", "-"):
+            return match["arg"]
+        return f"sample-{match['name'].lower()}"
+
+    return INTERPOLATION.sub(replace, value)
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    raw = service.get("environment") or {}
+    if isinstance(raw, list):
+        raw = dict(item.split("=", 1) for item in raw)
+    return {name: interpolate(str(value)) for name, value in raw.items()}
+
+
+def accepted_names(config: type[BaseSettings]) -> set[str]:
+    prefix = str(config.model_config.get("env_prefix", ""))
+    names: set[str] = set()
+    for field_name, field in config.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, str):
+            names.add(alias.upper())
+        elif isinstance(alias, AliasChoices):
+            names |= {choice.upper() for choice in alias.choices if isinstance(choice, str)}
+        else:
+            names.add(f"{prefix}{field_name}".upper())
+    return names
+
+
+def command_of(service: dict[str, Any]) -> list[str]:
+    command = service["command"]
+    return shlex.split(command) if isinstance(command, str) else list(command)
+
+
+def runs_python_code_of_this_repo(command: list[str]) -> bool:
+    if command[0] != "python":
+        return False
+    if command[1] == "-m":
+        module = ROOT.joinpath(*command[2].split("."))
+        return module.with_suffix(".py").is_file() or (module / "__main__.py").is_file()
+    return (ROOT / command[1]).is_file()
+
+
+def test_compose_file_has_every_service_the_product_needs(services: dict[str, dict[str, Any]]) -> None:
+    assert services.keys() >= PRODUCT_SERVICES
+    assert services["postgresql"]["image"].startswith("postgres:15")
+    assert services["temporal"]["image"].startswith("temporalio/auto-setup:")
+    assert services["temporal-ui"]["image"].startswith("temporalio/ui:")
+
+
+def test_postgresql_keeps_its_data_in_a_volume_and_reports_health(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    postgresql = services["postgresql"]
+    volume = postgresql["volumes"][0].split(":")[0]
+    assert volume in compose["volumes"]
+    assert "pg_isready" in postgresql["healthcheck"]["test"]
+
+
+def test_temporal_runs_on_the_compose_postgresql(services: dict[str, dict[str, Any]]) -> None:
+    temporal = environment(services["temporal"])
+    assert temporal["POSTGRES_SEEDS"] == "postgresql"
+    assert temporal["DB"].startswith("postgres")
+    assert "postgresql" in services["temporal"]["depends_on"]
+
+
+def test_app_services_set_only_real_setting_names(services: dict[str, dict[str, Any]]) -> None:
+    known = accepted_names(Settings) | accepted_names(StandinConfig)
+    for name in APP_SERVICES:
+        unknown = set(environment(services[name])) - known
+        assert not unknown, f"{name} sets variables no settings class reads: {sorted(unknown)}"
+
+
+@pytest.mark.parametrize("name", ["api", "worker", "migrate"])
+def test_api_and_worker_settings_validate_in_production(
+    name: str, services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in list(os.environ):
+        if variable.startswith("OMS_") or variable == "DATABASE_URL":
+            monkeypatch.delenv(variable)
+    for variable, value in environment(services[name]).items():
+        monkeypatch.setenv(variable, value)
+
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+
+    assert settings.environment == "production"
+    assert settings.database_url.startswith("postgresql://")
+    assert "@postgresql:5432/" in settings.database_url
+    assert settings.temporal_address == "temporal:7233"
+    assert settings.carrier_url.startswith("http://standins:8100/")
+
+
+def test_production_secrets_must_be_supplied_not_defaulted(services: dict[str, dict[str, Any]]) -> None:
+    for name in ("api", "worker"):
+        raw = services[name]["environment"]
+        assert re.fullmatch(r"\$\{OMS_EXTERNAL_API_KEY:\?[^}]*\}", raw["OMS_EXTERNAL_API_KEY"])
+    assert (
+        services["standins"]["environment"]["STANDINS_API_KEY"]
+        == services["api"]["environment"]["OMS_EXTERNAL_API_KEY"]
+    )
+
+
+def test_every_app_command_runs_code_that_exists(services: dict[str, dict[str, Any]]) -> None:
+    commands = {name: command_of(services[name]) for name in APP_SERVICES}
+
+    assert commands["migrate"] == ["python", "-m", "db.migrate"]
+    assert commands["api"] == ["python", "-m", "api"]
+    assert commands["worker"] == ["python", "worker.py"]
+    assert commands["standins"] == ["python", "-m", "standins"]
+    for name, command in commands.items():
+        assert runs_python_code_of_this_repo(command), f"{name}: {command}"
+
+
+def test_every_dependency_names_a_service(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        for dependency in service.get("depends_on", []):
+            assert dependency in services, f"{name} depends on unknown {dependency}"
+
+
+def test_api_and_worker_wait_for_migrations_and_search_attributes(services: dict[str, dict[str, Any]]) -> None:
+    for name in ("api", "worker"):
+        depends_on = services[name]["depends_on"]
+        assert depends_on["migrate"]["condition"] == "service_completed_successfully"
+        assert depends_on["temporal-admin-tools"]["condition"] == "service_completed_successfully"
+        assert "temporal" in depends_on
+
+
+def test_registered_search_attributes_are_those_the_workflows_use(services: dict[str, dict[str, Any]]) -> None:
+    setup = services["temporal-admin-tools"]
+    registered = dict(pair.split("=", 1) for pair in environment(setup)["SEARCH_ATTRIBUTES"].split())
+    script = "\n".join(setup["command"])
+
+    assert registered == SEARCH_ATTRIBUTES
+    assert "temporal operator search-attribute create" in script
+    assert "$$SEARCH_ATTRIBUTES" in script
+
+
+def test_published_ports_are_api_8000_temporal_ui_8233_and_standins_8100(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    published = {
+        name: [str(port).split(":")[0] for port in service.get("ports", [])] for name, service in services.items()
+    }
+
+    assert published["api"] == ["8000"]
+    assert published["temporal-ui"] == ["8233"]
+    assert published["standins"] == ["8100"]
+    assert services["temporal-ui"]["ports"] == ["8233:8080"]
+    assert {port for ports in published.values() for port in ports} == {"8000", "8233", "8100"}
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    lines = [line.strip() for line in text.splitlines()]
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines if line and not line.startswith("#")
+    ]
+
+
+def test_dockerfile_builds_on_python_311_slim_and_installs_the_lock_file() -> None:
+    instructions = dockerfile_instructions()
+    run = [argument for kind, argument in instructions if kind == "RUN"]
+    copied = [argument for kind, argument in instructions if kind == "COPY"]
+
+    assert instructions[0] == ("FROM", "python:3.11-slim")
+    assert any(re.search(r"pip install .*-r requirements\.lock", command) for command in run)
+    assert any("requirements.lock" in argument for argument in copied)
+
+
+def test_dockerfile_runs_the_api_as_a_non_root_user_by_default() -> None:
+    instructions = dockerfile_instructions()
+    users = [argument for kind, argument in instructions if kind == "USER"]
+    cmd = [argument for kind, argument in instructions if kind == "CMD"]
+
+    assert users
+    assert users[-1] not in ("root", "0")
+    assert cmd == ['["python", "-m", "api"]']
+    assert runs_python_code_of_this_repo(["python", "-m", "api"])
+
+
+def test_build_context_leaves_out_local_state() -> None:
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
+
+    assert {".git", ".venv", ".env", "data"} <= ignored

@@ -1,0 +1,316 @@
+"""Order records as operators read them: one row per order, the newest status, a complete timeline, stable pages."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from activities.orders import OrderRecordActivities
+from db import orders
+from db.engine import create_engine, create_sessionmaker
+from db.migrate import upgrade
+from models.order import (
+    Address,
+    Customer,
+    LineState,
+    OrderLine,
+    OrderRequest,
+    OrderState,
+    OrderStatus,
+    TimelineEvent,
+)
+from models.records import RecordOrderInput, StatusChangeInput
+from models.tables import IdempotencyKeyRow, OrderLineRow, OrderRow
+
+Sessions = async_sessionmaker[AsyncSession]
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def order_request(customer_id: str = "c-1", skus: tuple[str, ...] = ("SKU-A", "SKU-B")) -> OrderRequest:
+    return OrderRequest(
+        customer=Customer(id=customer_id, name="Ada Lovelace", email="ada@example.com", phone="+44 20 7946 0000"),
+        lines=[OrderLine(sku=sku, quantity=n + 1, unit_price=Decimal("10.00")) for n, sku in enumerate(skus)],
+        shipping_address=Address(name="Ada", line1="1 Main St", city="London", postal_code="N1", country="GB"),
+    )
+
+
+def received(order_id: str, at: datetime = T0, **kwargs: object) -> RecordOrderInput:
+    return RecordOrderInput(
+        order_id=order_id,
+        workflow_id=f"order-{order_id}",
+        request=order_request(**kwargs),  # type: ignore[arg-type]
+        received_at=at,
+    )
+
+
+def change(order_id: str, seq: int, status: OrderStatus, created_at: datetime = T0) -> StatusChangeInput:
+    request = order_request()
+    at = created_at + timedelta(minutes=seq)
+    return StatusChangeInput(
+        event=TimelineEvent(seq=seq, at=at, status=status, actor="workflow", event=f"step-{seq}"),
+        state=OrderState(
+            order_id=order_id,
+            workflow_id=f"order-{order_id}",
+            status=status,
+            customer=request.customer,
+            shipping_address=request.shipping_address,
+            lines=[
+                LineState(line_no=n, sku=line.sku, quantity=line.quantity, unit_price=line.unit_price)
+                for n, line in enumerate(request.lines, start=1)
+            ],
+            total=request.total,
+            currency=request.currency,
+            backorder_policy=request.backorder_policy,
+            created_at=created_at,
+            updated_at=at,
+        ),
+    )
+
+
+async def count(sessionmaker: Sessions, column: object) -> int:
+    async with sessionmaker() as session:
+        return int(await session.scalar(select(func.count()).select_from(column)) or 0)  # type: ignore[arg-type]
+
+
+async def test_recording_an_order_twice_leaves_one_row_with_its_lines(sessionmaker: Sessions) -> None:
+    records = OrderRecordActivities(sessionmaker)
+
+    await records.record_order(received("o-1", skus=("SKU-B", "SKU-A", "SKU-C")))
+    await records.record_order(received("o-1", skus=("SKU-B", "SKU-A", "SKU-C")))
+    await asyncio.gather(*(records.record_order(received("o-2")) for _ in range(5)))
+
+    async with sessionmaker() as session:
+        row = (await session.execute(select(OrderRow).where(OrderRow.order_id == "o-1"))).scalar_one()
+        lines = (
+            await session.execute(
+                select(OrderLineRow.line_no, OrderLineRow.sku, OrderLineRow.quantity)
+                .where(OrderLineRow.order_id == "o-1")
+                .order_by(OrderLineRow.line_no)
+            )
+        ).all()
+        assert await orders.get_order(session, "o-1") is None
+    assert (row.status, row.last_seq, row.state, row.customer_id, row.total) == ("received", 0, None, "c-1", 60)
+    assert [tuple(line) for line in lines] == [(1, "SKU-B", 1), (2, "SKU-A", 2), (3, "SKU-C", 3)]
+    assert await count(sessionmaker, OrderRow) == 2
+    assert await count(sessionmaker, OrderLineRow) == 5
+
+
+async def test_the_newest_status_wins_whatever_order_changes_arrive_in(sessionmaker: Sessions) -> None:
+    records = OrderRecordActivities(sessionmaker)
+    await records.record_order(received("o-1"))
+
+    await records.record_status(change("o-1", 1, OrderStatus.ALLOCATING))
+    await records.record_status(change("o-1", 3, OrderStatus.SHIPPED))
+    await records.record_status(change("o-1", 2, OrderStatus.FULFILLING))
+    await records.record_status(change("o-1", 3, OrderStatus.SHIPPED))
+    await records.record_status(change("o-1", 1, OrderStatus.ALLOCATING))
+
+    async with sessionmaker() as session:
+        state = await orders.get_order(session, "o-1")
+        last_seq = await session.scalar(select(OrderRow.last_seq).where(OrderRow.order_id == "o-1"))
+    assert state is not None
+    assert state.status is OrderStatus.SHIPPED
+    assert last_seq == 3
+    assert [(e.seq, e.status, e.event) for e in state.timeline] == [
+        (1, OrderStatus.ALLOCATING, "step-1"),
+        (2, OrderStatus.FULFILLING, "step-2"),
+        (3, OrderStatus.SHIPPED, "step-3"),
+    ]
+    assert state.updated_at == T0 + timedelta(minutes=3)
+
+
+async def test_concurrent_status_changes_keep_the_newest(sessionmaker: Sessions) -> None:
+    records = OrderRecordActivities(sessionmaker)
+    await records.record_order(received("o-1"))
+    statuses = [OrderStatus.ALLOCATING, OrderStatus.FULFILLING, OrderStatus.SHIPPED, OrderStatus.DELIVERED]
+
+    await asyncio.gather(
+        *(records.record_status(change("o-1", seq, status)) for seq, status in reversed(list(enumerate(statuses, 1))))
+    )
+
+    async with sessionmaker() as session:
+        state = await orders.get_order(session, "o-1")
+    assert state is not None
+    assert state.status is OrderStatus.DELIVERED
+    assert [e.seq for e in state.timeline] == [1, 2, 3, 4]
+
+
+async def test_a_status_change_before_the_order_record_creates_the_order(sessionmaker: Sessions) -> None:
+    records = OrderRecordActivities(sessionmaker)
+
+    await records.record_status(change("o-1", 1, OrderStatus.PENDING_REVIEW))
+    await records.record_order(received("o-1"))
+
+    async with sessionmaker() as session:
+        state = await orders.get_order(session, "o-1")
+        page = await orders.list_orders(session, status=None, customer_id=None, sku="SKU-B", limit=10, cursor=None)
+    assert state is not None
+    assert state.status is OrderStatus.PENDING_REVIEW
+    assert [item.status for item in page.items] == [OrderStatus.PENDING_REVIEW]
+    assert await count(sessionmaker, OrderLineRow) == 2
+
+
+async def test_an_unknown_order_is_none(sessionmaker: Sessions) -> None:
+    async with sessionmaker() as session:
+        assert await orders.get_order(session, "nope") is None
+
+
+async def seed_listing(sessionmaker: Sessions) -> list[str]:
+    """Nine orders, two of them received at the same instant; returns their ids newest first."""
+    records = OrderRecordActivities(sessionmaker)
+    shapes = [
+        ("o-01", T0, "c-1", ("SKU-A",)),
+        ("o-02", T0 + timedelta(minutes=1), "c-2", ("SKU-B",)),
+        ("o-03", T0 + timedelta(minutes=2), "c-1", ("SKU-A", "SKU-B")),
+        ("o-04", T0 + timedelta(minutes=2), "c-2", ("SKU-C",)),
+        ("o-05", T0 + timedelta(minutes=3), "c-1", ("SKU-C",)),
+        ("o-06", T0 + timedelta(minutes=4), "c-3", ("SKU-A",)),
+        ("o-07", T0 + timedelta(minutes=5), "c-1", ("SKU-B",)),
+        ("o-08", T0 + timedelta(minutes=6), "c-2", ("SKU-A",)),
+        ("o-09", T0 + timedelta(minutes=7), "c-1", ("SKU-A",)),
+    ]
+    for order_id, at, customer_id, skus in shapes:
+        await records.record_order(received(order_id, at=at, customer_id=customer_id, skus=skus))
+    for order_id in ("o-03", "o-06", "o-09"):
+        await records.record_status(change(order_id, 1, OrderStatus.SHIPPED))
+    return ["o-09", "o-08", "o-07", "o-06", "o-05", "o-04", "o-03", "o-02", "o-01"]
+
+
+async def all_pages(sessionmaker: Sessions, limit: int, **filters: object) -> tuple[list[list[str]], list[str | None]]:
+    pages: list[list[str]] = []
+    cursors: list[str | None] = []
+    cursor: str | None = None
+    while True:
+        async with sessionmaker() as session:
+            page = await orders.list_orders(
+                session,
+                status=filters.get("status"),  # type: ignore[arg-type]
+                customer_id=filters.get("customer_id"),  # type: ignore[arg-type]
+                sku=filters.get("sku"),  # type: ignore[arg-type]
+                limit=limit,
+                cursor=cursor,
+            )
+        pages.append([item.order_id for item in page.items])
+        cursors.append(page.next_cursor)
+        if page.next_cursor is None:
+            return pages, cursors
+        cursor = page.next_cursor
+
+
+async def test_orders_are_paged_newest_first_without_gaps_or_repeats(sessionmaker: Sessions) -> None:
+    newest_first = await seed_listing(sessionmaker)
+
+    pages, cursors = await all_pages(sessionmaker, limit=4)
+
+    assert pages == [newest_first[0:4], newest_first[4:8], newest_first[8:]]
+    assert cursors[-1] is None
+    assert all(c is not None and "=" not in c and "/" not in c and "+" not in c for c in cursors[:-1])
+
+
+async def test_a_page_that_ends_exactly_at_the_last_order_has_no_next_cursor(sessionmaker: Sessions) -> None:
+    newest_first = await seed_listing(sessionmaker)
+
+    pages, _ = await all_pages(sessionmaker, limit=3)
+
+    assert pages == [newest_first[0:3], newest_first[3:6], newest_first[6:9]]
+
+
+async def test_orders_are_filtered_by_status_customer_and_sku(sessionmaker: Sessions) -> None:
+    await seed_listing(sessionmaker)
+
+    shipped, _ = await all_pages(sessionmaker, limit=10, status=OrderStatus.SHIPPED)
+    received_only, _ = await all_pages(sessionmaker, limit=2, status=OrderStatus.RECEIVED, customer_id="c-2")
+    with_a, _ = await all_pages(sessionmaker, limit=2, sku="SKU-A")
+    combined, _ = await all_pages(sessionmaker, limit=10, customer_id="c-1", sku="SKU-B")
+    nothing, _ = await all_pages(sessionmaker, limit=10, sku="SKU-Z")
+
+    assert shipped == [["o-09", "o-06", "o-03"]]
+    assert received_only == [["o-08", "o-04"], ["o-02"]]
+    assert [order_id for page in with_a for order_id in page] == ["o-09", "o-08", "o-06", "o-03", "o-01"]
+    assert combined == [["o-07", "o-03"]]
+    assert nothing == [[]]
+
+
+async def test_a_page_summarises_each_order(sessionmaker: Sessions) -> None:
+    await OrderRecordActivities(sessionmaker).record_order(received("o-1"))
+
+    async with sessionmaker() as session:
+        page = await orders.list_orders(session, status=None, customer_id=None, sku=None, limit=5, cursor=None)
+
+    [item] = page.items
+    assert (item.order_id, item.workflow_id, item.customer_id, item.status) == ("o-1", "order-o-1", "c-1", "received")
+    assert (item.total, item.currency, item.created_at) == (Decimal("30.00"), "EUR", T0)
+
+
+@pytest.mark.parametrize("cursor", ["not a cursor!", "bm9wZQ", "WzEsMl0", "WyJub3QtYS1kYXRlIiwibyJd", ""])
+async def test_a_malformed_cursor_is_refused(sessionmaker: Sessions, cursor: str) -> None:
+    async with sessionmaker() as session:
+        with pytest.raises(orders.InvalidCursor):
+            await orders.list_orders(session, status=None, customer_id=None, sku=None, limit=5, cursor=cursor)
+
+
+async def test_concurrent_claims_of_one_key_have_one_owner(sessionmaker: Sessions) -> None:
+    async def claim(order_id: str) -> str:
+        async with sessionmaker.begin() as session:
+            return await orders.claim_idempotency_key(session, "key-1", "hash-1", order_id)
+
+    owners = await asyncio.gather(*(claim(f"o-{n}") for n in range(10)))
+
+    assert len(set(owners)) == 1
+    assert owners[0] in {f"o-{n}" for n in range(10)}
+    assert await count(sessionmaker, IdempotencyKeyRow) == 1
+    assert await claim("o-late") == owners[0]
+
+
+async def test_reusing_a_key_for_another_request_is_a_conflict(sessionmaker: Sessions) -> None:
+    async with sessionmaker.begin() as session:
+        assert await orders.claim_idempotency_key(session, "key-1", "hash-1", "o-1") == "o-1"
+
+    with pytest.raises(orders.IdempotencyConflict) as conflict:
+        async with sessionmaker.begin() as session:
+            await orders.claim_idempotency_key(session, "key-1", "hash-2", "o-2")
+    assert conflict.value.order_id == "o-1"
+
+
+@pytest.fixture
+async def sqlite_sessionmaker(tmp_path: Path) -> AsyncIterator[Sessions]:
+    url = f"sqlite:///{tmp_path}/orders.sqlite3"
+    await asyncio.to_thread(upgrade, url)
+    engine = create_engine(url)
+    yield create_sessionmaker(engine)
+    await engine.dispose()
+
+
+async def test_order_records_work_on_sqlite(sqlite_sessionmaker: Sessions) -> None:
+    sessions = sqlite_sessionmaker
+    newest_first = await seed_listing(sessions)
+    records = OrderRecordActivities(sessions)
+    await records.record_order(received("o-01"))
+    await records.record_status(change("o-01", 2, OrderStatus.FULFILLING))
+    await records.record_status(change("o-01", 1, OrderStatus.ALLOCATING))
+
+    pages, _ = await all_pages(sessions, limit=2)
+    shipped, _ = await all_pages(sessions, limit=10, status=OrderStatus.SHIPPED)
+    async with sessions() as session:
+        state = await orders.get_order(session, "o-01")
+    owners = await asyncio.gather(*(_claim(sessions, f"o-{n}") for n in range(5)))
+
+    assert [order_id for page in pages for order_id in page] == newest_first
+    assert shipped == [["o-09", "o-06", "o-03"]]
+    assert state is not None
+    assert state.status is OrderStatus.FULFILLING
+    assert [e.seq for e in state.timeline] == [1, 2]
+    assert state.timeline[0].at == T0 + timedelta(minutes=1)
+    assert len(set(owners)) == 1
+
+
+async def _claim(sessionmaker: Sessions, order_id: str) -> str:
+    async with sessionmaker.begin() as session:
+        return await orders.claim_idempotency_key(session, "key-1", "hash-1", order_id)

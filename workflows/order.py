@@ -1,0 +1,576 @@
+"""The order workflow: one durable run per order, from receipt to delivery.
+
+run() reads as the business process; each step is a small private method. Nothing
+here does I/O: every side effect is an activity, and every undo step is registered
+right after its do step succeeded, to be run in reverse if the order is undone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, TypedDict
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.carrier import CarrierActivities
+    from activities.customers import CustomerActivities
+    from activities.finance import FinanceActivities
+    from activities.inventory import InventoryActivities
+    from activities.orders import OrderRecordActivities
+    from activities.purchasing import PurchasingActivities
+    from activities.review import ReviewActivities
+    from models import names
+    from models.integrations import (
+        BookingRef,
+        CustomerUpsertInput,
+        InvoiceInput,
+        InvoiceRef,
+        NotificationInput,
+        PrepareShipmentInput,
+        PurchaseInput,
+    )
+    from models.inventory import CommitOrderInput, LineKey, ReserveLineInput, ReserveLineResult
+    from models.order import (
+        BackorderPolicy,
+        CancelCommand,
+        LineState,
+        OrderInput,
+        OrderState,
+        OrderStatus,
+        ReviewCommand,
+        ReviewDecision,
+        ReviewOutcome,
+        Shipment,
+        TimelineEvent,
+        TrackingEvent,
+        TrackingStatus,
+    )
+    from models.purchasing import ReportShortageInput, Withdrawal
+    from models.records import RecordOrderInput, ReviewInput, StatusChangeInput
+
+
+class StepOptions(TypedDict):
+    start_to_close_timeout: timedelta
+    retry_policy: RetryPolicy
+
+
+# Database steps need no task of their own: local activities, retried until the database answers.
+DB_STEP: StepOptions = {
+    "start_to_close_timeout": timedelta(seconds=30),
+    "retry_policy": RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)),
+}
+# Outside systems: retried with backoff until they answer; business refusals are non-retryable errors.
+EXTERNAL_STEP: StepOptions = {
+    "start_to_close_timeout": timedelta(seconds=30),
+    "retry_policy": RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_interval=timedelta(seconds=30)),
+}
+# CRM and notifications are best effort: a few tries, then logged and left.
+BEST_EFFORT_STEP: StepOptions = {
+    "start_to_close_timeout": timedelta(seconds=15),
+    "retry_policy": RetryPolicy(
+        initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=5
+    ),
+}
+
+Compensation = tuple[str, Callable[[], Awaitable[None]]]
+
+
+class OrderClosed(Exception):
+    """Leaves the business process once the order has reached a final status before delivery."""
+
+
+@workflow.defn(name=names.ORDER_WORKFLOW)
+class OrderWorkflow:
+    @workflow.init
+    def __init__(self, order: OrderInput) -> None:
+        now = workflow.now()
+        request = order.request
+        self._input = order
+        self._state = OrderState(
+            order_id=order.order_id,
+            workflow_id=workflow.info().workflow_id,
+            status=OrderStatus.RECEIVED,
+            customer=request.customer,
+            shipping_address=request.shipping_address,
+            lines=[
+                LineState(line_no=no, sku=line.sku, quantity=line.quantity, unit_price=line.unit_price)
+                for no, line in enumerate(request.lines, start=1)
+            ],
+            total=request.total,
+            currency=request.currency,
+            backorder_policy=request.backorder_policy,
+            created_at=now,
+            updated_at=now,
+        )
+        self._compensations: list[Compensation] = []
+        self._background: list[asyncio.Task[Any]] = []
+        self._operator_review: tuple[ReviewDecision, ReviewCommand] | None = None
+        self._cancel: CancelCommand | None = None
+        self._restocked = False
+        self._past_point_of_no_return = False
+        self._tracking_inbox: list[TrackingEvent] = []
+        self._tracking_seen: set[str] = set()
+
+    @workflow.run
+    async def run(self, order: OrderInput) -> OrderState:
+        try:
+            await self._record_order()
+            self._best_effort(
+                CustomerActivities.upsert_customer,
+                CustomerUpsertInput(order_id=order.order_id, customer=order.request.customer),
+                "Update customer in CRM",
+            )
+            await self._review()
+            await self._allocate_stock_and_prepare_shipping()
+            await self._settle_and_ship()
+            await self._await_delivery()
+        except OrderClosed:
+            pass
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await asyncio.gather(*self._background, return_exceptions=True)
+        return self._state
+
+    # ---- Operators, the API and the carrier talk to the order through these. ----
+
+    @workflow.query(name=names.QUERY_STATUS)
+    def status(self) -> OrderState:
+        return self._state
+
+    @workflow.update(name=names.UPDATE_APPROVE)
+    async def approve(self, command: ReviewCommand) -> OrderState:
+        return await self._decide(ReviewDecision.APPROVED, command)
+
+    @approve.validator
+    def _validate_approve(self, command: ReviewCommand) -> None:
+        self._refuse_unless_waiting_for_review()
+
+    @workflow.update(name=names.UPDATE_REJECT)
+    async def reject(self, command: ReviewCommand) -> OrderState:
+        return await self._decide(ReviewDecision.REJECTED, command)
+
+    @reject.validator
+    def _validate_reject(self, command: ReviewCommand) -> None:
+        self._refuse_unless_waiting_for_review()
+
+    @workflow.update(name=names.UPDATE_CANCEL)
+    async def cancel(self, command: CancelCommand) -> OrderState:
+        self._request_cancel(command)
+        await workflow.wait_condition(lambda: self._state.status.is_terminal)
+        return self._state
+
+    @cancel.validator
+    def _validate_cancel(self, command: CancelCommand) -> None:
+        reason = self._why_not_cancellable()
+        if reason:
+            raise ApplicationError(reason, type="CancelRefused", non_retryable=True)
+
+    @workflow.signal(name=names.SIGNAL_CANCEL)
+    def cancel_signal(self, command: CancelCommand) -> None:
+        reason = self._why_not_cancellable()
+        if reason:
+            workflow.logger.info("cancel signal ignored: %s", reason)
+            return
+        self._request_cancel(command)
+
+    @workflow.signal(name=names.SIGNAL_RESTOCK)
+    def restock(self) -> None:
+        self._restocked = True
+
+    @workflow.signal(name=names.SIGNAL_TRACKING)
+    def tracking_event(self, event: TrackingEvent) -> None:
+        if event.event_id not in self._tracking_seen:
+            self._tracking_seen.add(event.event_id)
+            self._tracking_inbox.append(event)
+
+    # ---- The business process, step by step. ----
+
+    async def _record_order(self) -> None:
+        self._upsert_search_attributes()
+        await workflow.execute_local_activity_method(
+            OrderRecordActivities.record_order,
+            RecordOrderInput(
+                order_id=self._state.order_id,
+                workflow_id=self._state.workflow_id,
+                request=self._input.request,
+                received_at=self._state.created_at,
+            ),
+            summary="Record order",
+            **DB_STEP,
+        )
+        self._set_status(OrderStatus.RECEIVED, "order received", actor="client")
+
+    async def _review(self) -> None:
+        outcome: ReviewOutcome = await workflow.execute_local_activity_method(
+            ReviewActivities.review_order,
+            ReviewInput(order_id=self._state.order_id, request=self._input.request),
+            summary="Review order (automatic rules)",
+            **DB_STEP,
+        )
+        self._state.review = outcome
+        if outcome.decision == ReviewDecision.REJECTED:
+            await self._close(OrderStatus.REJECTED, "rejected by review rules", detail="; ".join(outcome.reasons))
+        if outcome.decision == ReviewDecision.MANUAL:
+            await self._manual_review(outcome)
+        await self._stop_if_cancelled()
+
+    async def _manual_review(self, automatic: ReviewOutcome) -> None:
+        self._set_status(OrderStatus.PENDING_REVIEW, "sent to manual review", detail="; ".join(automatic.reasons))
+        decided = await self._wait(
+            lambda: self._operator_review is not None or self._cancel is not None,
+            self._input.review_timeout,
+            "Manual review deadline",
+        )
+        await self._stop_if_cancelled()
+        if not decided or self._operator_review is None:
+            await self._close(OrderStatus.CANCELLED, "manual review deadline passed", actor="timer")
+            return
+        decision, command = self._operator_review
+        self._state.review = ReviewOutcome(
+            decision=decision, reasons=automatic.reasons, reviewed_by=command.actor, note=command.note
+        )
+        if decision == ReviewDecision.REJECTED:
+            await self._close(OrderStatus.REJECTED, "rejected by operator", actor=command.actor, detail=command.note)
+        self._append_event("approved by operator", actor=command.actor, detail=command.note)
+
+    async def _allocate_stock_and_prepare_shipping(self) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            self._set_status(
+                OrderStatus.ALLOCATING, "allocating stock and preparing shipping", detail=f"round {attempt}"
+            )
+            shortages = await self._reserve_lines_and_draft_booking(attempt)
+            await self._stop_if_cancelled()
+            if not shortages:
+                return
+            await self._compensate()
+            detail = ", ".join(f"{sku} short by {units}" for sku, units in sorted(shortages.items()))
+            if self._state.backorder_policy == BackorderPolicy.CANCEL:
+                await self._close(OrderStatus.CANCELLED, "stock shortage", detail=detail)
+            await self._wait_for_restock(set(shortages), detail)
+
+    async def _reserve_lines_and_draft_booking(self, attempt: int) -> dict[str, int]:
+        """Reserve every line and prepare shipping at the same time; returns the units short per SKU."""
+        reservations = [self._reserve_line(line, attempt) for line in self._state.lines]
+        outcomes = await asyncio.gather(self._prepare_shipping(attempt), *reservations, return_exceptions=True)
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if failures:
+            await self._fail(failures[0])
+        shortages: dict[str, int] = {}
+        for result in outcomes[1:]:
+            assert isinstance(result, ReserveLineResult)
+            if result.shortage:
+                shortages[result.sku] = shortages.get(result.sku, 0) + result.shortage
+        return shortages
+
+    async def _reserve_line(self, line: LineState, attempt: int) -> ReserveLineResult:
+        key = LineKey(order_id=self._state.order_id, line_no=line.line_no, attempt=attempt)
+        result: ReserveLineResult = await workflow.execute_local_activity_method(
+            InventoryActivities.reserve_line,
+            ReserveLineInput(key=key, sku=line.sku, quantity=line.quantity),
+            summary=f"Reserve {line.quantity} x {line.sku} (line {line.line_no})",
+            **DB_STEP,
+        )
+        if result.allocations:
+            line.allocations = result.allocations
+            self._register(f"release line {line.line_no}", lambda: self._release_line(line, key))
+        return result
+
+    async def _release_line(self, line: LineState, key: LineKey) -> None:
+        await workflow.execute_local_activity_method(
+            InventoryActivities.release_line,
+            key,
+            summary=f"Release {line.sku} (line {line.line_no})",
+            **DB_STEP,
+        )
+        line.allocations = []
+
+    async def _prepare_shipping(self, attempt: int) -> None:
+        shipment: Shipment = await workflow.execute_activity_method(
+            CarrierActivities.prepare_shipment,
+            PrepareShipmentInput(
+                order_id=self._state.order_id,
+                address=self._input.request.shipping_address,
+                lines=self._input.request.lines,
+                currency=self._state.currency,
+                attempt=attempt,
+            ),
+            summary="Prepare shipping: address check, rate quote, draft booking",
+            **EXTERNAL_STEP,
+        )
+        self._state.shipment = shipment
+        self._register("cancel carrier booking", lambda: self._cancel_booking(shipment))
+
+    async def _cancel_booking(self, shipment: Shipment) -> None:
+        await workflow.execute_activity_method(
+            CarrierActivities.cancel_booking,
+            BookingRef(order_id=self._state.order_id, booking_id=shipment.booking_id),
+            summary=f"Cancel carrier booking {shipment.booking_id}",
+            **EXTERNAL_STEP,
+        )
+        shipment.status = "cancelled"
+
+    async def _wait_for_restock(self, skus: set[str], detail: str) -> None:
+        self._set_status(OrderStatus.BACKORDERED, "waiting for stock", detail=detail)
+        self._notify("backordered", detail)
+        self._restocked = False
+        demand: dict[str, int] = {}
+        for line in self._state.lines:
+            if line.sku in skus:
+                demand[line.sku] = demand.get(line.sku, 0) + line.quantity
+        await asyncio.gather(
+            *(
+                workflow.execute_activity_method(
+                    PurchasingActivities.report_shortage,
+                    ReportShortageInput(sku=sku, order_id=self._state.order_id, quantity=quantity),
+                    summary=f"Tell purchasing: {sku} needed x {quantity}",
+                    **EXTERNAL_STEP,
+                )
+                for sku, quantity in sorted(demand.items())
+            )
+        )
+        restocked = await self._wait(
+            lambda: self._restocked or self._cancel is not None, self._input.backorder_timeout, "Backorder deadline"
+        )
+        if self._cancel is not None or not restocked:
+            await self._withdraw_from_replenishment(skus)
+        await self._stop_if_cancelled()
+        if not restocked:
+            await self._close(OrderStatus.CANCELLED, "backorder deadline passed", actor="timer", detail=detail)
+
+    async def _withdraw_from_replenishment(self, skus: set[str]) -> None:
+        for sku in sorted(skus):
+            handle = workflow.get_external_workflow_handle(names.replenishment_workflow_id(sku))
+            try:
+                await handle.signal(names.SIGNAL_WITHDRAW, Withdrawal(order_id=self._state.order_id))
+            except Exception:
+                workflow.logger.warning("could not withdraw from replenishment of %s", sku)
+
+    async def _settle_and_ship(self) -> None:
+        self._set_status(OrderStatus.FULFILLING, "stock allocated, settling with finance")
+        self._notify("confirmed", None)
+        try:
+            invoice = await workflow.execute_activity_method(
+                FinanceActivities.create_invoice,
+                InvoiceInput(
+                    order_id=self._state.order_id,
+                    customer_id=self._state.customer.id,
+                    lines=self._input.request.lines,
+                    currency=self._state.currency,
+                    shipping=self._shipment.rate,
+                ),
+                summary="Settle with finance: invoice with tax",
+                **EXTERNAL_STEP,
+            )
+            self._state.invoice = invoice
+            self._register("void invoice", self._void_invoice)
+            self._append_event("invoiced", detail=f"{invoice.invoice_id}: {invoice.total} {invoice.currency}")
+            await self._stop_if_cancelled()
+            confirmed = await workflow.execute_activity_method(
+                CarrierActivities.confirm_booking,
+                BookingRef(order_id=self._state.order_id, booking_id=self._shipment.booking_id),
+                summary="Book with the carrier: tracking number",
+                **EXTERNAL_STEP,
+            )
+            self._shipment.tracking_number = confirmed.tracking_number
+            self._shipment.status = "confirmed"
+            await self._stop_if_cancelled()
+            # From here on the goods leave: cancelling is refused and nothing is undone.
+            self._past_point_of_no_return = True
+            await workflow.execute_local_activity_method(
+                InventoryActivities.commit_order,
+                CommitOrderInput(order_id=self._state.order_id),
+                summary="Commit reservations: stock leaves the warehouse",
+                **DB_STEP,
+            )
+        except ActivityError as error:
+            await self._fail(error)
+        self._compensations.clear()
+        self._set_status(OrderStatus.SHIPPED, "handed to the carrier", detail=self._shipment.tracking_number)
+        self._notify("shipped", self._shipment.tracking_number)
+        self._best_effort(
+            CustomerActivities.record_purchase,
+            PurchaseInput(
+                order_id=self._state.order_id,
+                customer_id=self._state.customer.id,
+                total=self._state.total,
+                currency=self._state.currency,
+                skus=self._input.request.skus,
+            ),
+            "Record purchase in CRM",
+        )
+
+    async def _void_invoice(self) -> None:
+        invoice = self._state.invoice
+        assert invoice is not None
+        await workflow.execute_activity_method(
+            FinanceActivities.void_invoice,
+            InvoiceRef(order_id=self._state.order_id, invoice_id=invoice.invoice_id),
+            summary=f"Void invoice {invoice.invoice_id}",
+            **EXTERNAL_STEP,
+        )
+        invoice.status = "void"
+
+    async def _await_delivery(self) -> None:
+        while self._state.status != OrderStatus.DELIVERED:
+            arrived = await self._wait(
+                lambda: bool(self._tracking_inbox), self._input.delivery_timeout, "Delivery deadline"
+            )
+            if not arrived and self._state.needs_attention is None:
+                self._state.needs_attention = "no delivery confirmation from the carrier in time"
+                self._append_event("flagged for an operator", actor="timer", detail=self._state.needs_attention)
+            while self._tracking_inbox:
+                self._apply_tracking(self._tracking_inbox.pop(0))
+        await self._drain_status_writes()
+
+    def _apply_tracking(self, event: TrackingEvent) -> None:
+        self._shipment.status = event.status.value
+        if event.status == TrackingStatus.DELIVERED:
+            self._state.needs_attention = None
+            self._set_status(OrderStatus.DELIVERED, "delivered", actor="carrier", detail=event.tracking_number)
+            self._notify("delivered", None)
+        else:
+            self._append_event(f"carrier: {event.status.value}", actor="carrier", detail=event.tracking_number)
+
+    # ---- Undoing: cancellation, failure, compensation. ----
+
+    def _register(self, description: str, undo: Callable[[], Awaitable[None]]) -> None:
+        self._compensations.append((description, undo))
+
+    async def _compensate(self) -> None:
+        """Run the registered undo steps in reverse order, each once."""
+        while self._compensations:
+            description, undo = self._compensations.pop()
+            try:
+                await undo()
+            except ActivityError:
+                workflow.logger.exception("compensation failed: %s", description)
+                self._append_event("compensation failed", detail=description)
+                self._state.needs_attention = f"compensation failed: {description}"
+
+    async def _stop_if_cancelled(self) -> None:
+        if self._cancel is not None:
+            await self._close(
+                OrderStatus.CANCELLED, "order cancelled", actor=self._cancel.actor, detail=self._cancel.reason
+            )
+
+    def _request_cancel(self, command: CancelCommand) -> None:
+        if self._cancel is None:
+            self._cancel = command
+            self._append_event("cancellation requested", actor=command.actor, detail=command.reason)
+            self._state.cancellation_reason = command.reason
+
+    def _why_not_cancellable(self) -> str | None:
+        status = self._state.status
+        if status.is_terminal:
+            return f"order is {status.value}"
+        if self._past_point_of_no_return:
+            return "order has shipped: cancellation is no longer possible, start a return instead"
+        return None
+
+    async def _close(
+        self, status: OrderStatus, event: str, *, actor: str = "system", detail: str | None = None
+    ) -> None:
+        """Undo what was done, record the final status and leave the process."""
+        await self._compensate()
+        self._set_status(status, event, actor=actor, detail=detail)
+        if status == OrderStatus.CANCELLED:
+            self._notify("cancelled", detail)
+        await self._drain_status_writes()
+        raise OrderClosed()
+
+    async def _fail(self, error: BaseException) -> None:
+        cause = error.cause if isinstance(error, ActivityError) and error.cause else error
+        await self._close(OrderStatus.FAILED, "order failed", detail=str(cause))
+
+    # ---- Status, timeline, search attributes. ----
+
+    def _set_status(self, status: OrderStatus, event: str, *, actor: str = "system", detail: str | None = None) -> None:
+        self._state.status = status
+        self._upsert_search_attributes()
+        workflow.set_current_details(f"**{status.value}**: {event}")
+        self._append_event(event, actor=actor, detail=detail)
+
+    def _append_event(self, event: str, *, actor: str = "system", detail: str | None = None) -> None:
+        """Add a timeline entry and write it, with the order as it now stands, to the database."""
+        now = workflow.now()
+        entry = TimelineEvent(
+            seq=len(self._state.timeline) + 1,
+            at=now,
+            status=self._state.status,
+            actor=actor,
+            event=event,
+            detail=detail,
+        )
+        self._state.timeline.append(entry)
+        self._state.updated_at = now
+        change = StatusChangeInput(event=entry, state=self._state.model_copy(deep=True))
+        # Writes are ordered by seq in the database, so they need not hold up the process.
+        self._background.append(
+            asyncio.create_task(
+                workflow.execute_local_activity_method(
+                    OrderRecordActivities.record_status, change, summary=f"Record: {event}", **DB_STEP
+                )
+            )
+        )
+
+    async def _drain_status_writes(self) -> None:
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    def _upsert_search_attributes(self) -> None:
+        workflow.upsert_search_attributes(
+            [
+                names.SA_ORDER_STATUS.value_set(self._state.status.value),
+                names.SA_CUSTOMER_ID.value_set(self._state.customer.id),
+                names.SA_ORDER_TOTAL.value_set(float(self._state.total)),
+                names.SA_SKUS.value_set(self._input.request.skus),
+            ]
+        )
+
+    # ---- Small helpers. ----
+
+    @property
+    def _shipment(self) -> Shipment:
+        assert self._state.shipment is not None, "shipping is prepared before settlement"
+        return self._state.shipment
+
+    def _refuse_unless_waiting_for_review(self) -> None:
+        if self._state.status != OrderStatus.PENDING_REVIEW or self._operator_review is not None:
+            raise ApplicationError(
+                f"order is {self._state.status.value}, not waiting for review", type="ReviewRefused", non_retryable=True
+            )
+
+    async def _decide(self, decision: ReviewDecision, command: ReviewCommand) -> OrderState:
+        self._operator_review = (decision, command)
+        await workflow.wait_condition(lambda: self._state.status != OrderStatus.PENDING_REVIEW)
+        return self._state
+
+    async def _wait(self, condition: Callable[[], bool], timeout: timedelta | None, summary: str) -> bool:
+        try:
+            await workflow.wait_condition(condition, timeout=timeout, timeout_summary=summary)
+        except TimeoutError:
+            return False
+        return True
+
+    def _notify(self, event: str, detail: str | None) -> None:
+        self._best_effort(
+            CustomerActivities.notify_customer,
+            NotificationInput(
+                order_id=self._state.order_id, customer_id=self._state.customer.id, event=event, detail=detail
+            ),
+            f"Notify customer: {event}",
+        )
+
+    def _best_effort(self, activity: Any, arg: Any, summary: str) -> None:
+        async def attempt() -> None:
+            try:
+                await workflow.execute_activity_method(activity, arg, summary=summary, **BEST_EFFORT_STEP)
+            except ActivityError:
+                workflow.logger.warning("best-effort step failed and was left: %s", summary)
+
+        self._background.append(asyncio.create_task(attempt()))
