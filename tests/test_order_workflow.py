@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -56,17 +56,27 @@ class Harness:
         self.env = env
         self.task_queue = task_queue
         self.fakes = fakes
+        self.started: list[WorkflowHandle[OrderWorkflow, OrderState]] = []
 
     async def start(
         self, request: OrderRequest | None = None, **deadlines: timedelta
     ) -> WorkflowHandle[OrderWorkflow, OrderState]:
         order_id = str(uuid.uuid4())
-        return await self.env.client.start_workflow(
+        handle = await self.env.client.start_workflow(
             OrderWorkflow.run,
             OrderInput(order_id=order_id, request=request or order_request(), **deadlines),
             id=names.order_workflow_id(order_id),
             task_queue=self.task_queue,
         )
+        self.started.append(handle)
+        return handle
+
+    async def stop_leftovers(self) -> None:
+        """Orders a test leaves running would hold up time skipping for the next tests once their worker is gone."""
+        for handle in self.started:
+            description = await handle.describe()
+            if description.status == WorkflowExecutionStatus.RUNNING:
+                await handle.terminate("test finished")
 
     async def until(
         self, handle: WorkflowHandle[OrderWorkflow, OrderState], status: OrderStatus, flagged: bool = False
@@ -103,7 +113,9 @@ async def harness(time_skipping_env: WorkflowEnvironment, task_queue: str) -> As
         workflows=[OrderWorkflow, ReplenishmentWorkflow],
         activities=fakes.activities(),
     ):
-        yield Harness(time_skipping_env, task_queue, fakes)
+        harness = Harness(time_skipping_env, task_queue, fakes)
+        yield harness
+        await harness.stop_leftovers()
 
 
 def compensations(fakes: FakeSystems) -> dict[str, int]:

@@ -1,0 +1,178 @@
+"""Record the histories that the replay test keeps: `python -m tests.histories.record`.
+
+Each scenario runs the real workflows on the time-skipping server against the
+in-memory activities and writes the workflow history as JSON beside this file.
+Record again only when a change is meant to be incompatible (and then guard the
+change with workflow.patched() instead, if orders may be in flight).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from models import names
+from models.order import (
+    BackorderPolicy,
+    CancelCommand,
+    OrderInput,
+    OrderState,
+    OrderStatus,
+    ReviewCommand,
+    ReviewDecision,
+    ReviewOutcome,
+    TrackingEvent,
+    TrackingStatus,
+)
+from models.purchasing import ReplenishmentInput, ShortageReport, StockReceived
+from tests.conftest import BIN, register_search_attributes
+from tests.fakes import FakeSystems, refusal
+from tests.test_order_workflow import order_request
+from workflows.order import OrderWorkflow
+from workflows.replenishment import ReplenishmentWorkflow
+
+HERE = Path(__file__).parent
+TASK_QUEUE = "record-histories"
+Scenario = Callable[[Client, FakeSystems], Awaitable[WorkflowHandle]]  # type: ignore[type-arg]
+
+
+async def until(handle: WorkflowHandle, status: OrderStatus) -> None:  # type: ignore[type-arg]
+    for _ in range(500):
+        if (await handle.query(OrderWorkflow.status)).status == status:
+            return
+        await asyncio.sleep(0.02)
+    raise RuntimeError(f"never reached {status}")
+
+
+async def start(client: Client, policy: BackorderPolicy = BackorderPolicy.WAIT) -> WorkflowHandle:  # type: ignore[type-arg]
+    order_id = str(uuid.uuid4())
+    return await client.start_workflow(
+        OrderWorkflow.run,
+        OrderInput(order_id=order_id, request=order_request(policy)),
+        id=names.order_workflow_id(order_id),
+        task_queue=TASK_QUEUE,
+    )
+
+
+async def deliver(handle: WorkflowHandle) -> None:  # type: ignore[type-arg]
+    await until(handle, OrderStatus.SHIPPED)
+    state: OrderState = await handle.query(OrderWorkflow.status)
+    for number, status in enumerate((TrackingStatus.IN_TRANSIT, TrackingStatus.DELIVERED)):
+        await handle.signal(
+            OrderWorkflow.tracking_event,
+            TrackingEvent(
+                event_id=f"ev-{number}",
+                order_id=state.order_id,
+                tracking_number="TRK",
+                status=status,
+                at=datetime.now(UTC),
+            ),
+        )
+    await handle.result()
+
+
+async def delivered(client: Client, fakes: FakeSystems) -> WorkflowHandle:  # type: ignore[type-arg]
+    handle = await start(client)
+    await deliver(handle)
+    return handle
+
+
+async def approved_by_operator(client: Client, fakes: FakeSystems) -> WorkflowHandle:  # type: ignore[type-arg]
+    fakes.review = ReviewOutcome(decision=ReviewDecision.MANUAL, reasons=["total above threshold"])
+    handle = await start(client)
+    await until(handle, OrderStatus.PENDING_REVIEW)
+    await handle.execute_update(OrderWorkflow.approve, ReviewCommand(note="ok", actor="op-1"))
+    await deliver(handle)
+    return handle
+
+
+async def backordered_then_restocked(client: Client, fakes: FakeSystems) -> WorkflowHandle:  # type: ignore[type-arg]
+    fakes.stock["TEE-2"] = 0
+    handle = await start(client)
+    await until(handle, OrderStatus.BACKORDERED)
+    fakes.stock["TEE-2"] = 3
+    await handle.signal(OrderWorkflow.restock)
+    await deliver(handle)
+    return handle
+
+
+async def cancelled_while_backordered(client: Client, fakes: FakeSystems) -> WorkflowHandle:  # type: ignore[type-arg]
+    fakes.stock["TEE-2"] = 0
+    handle = await start(client)
+    await until(handle, OrderStatus.BACKORDERED)
+    await handle.execute_update(OrderWorkflow.cancel, CancelCommand(reason="changed mind"))
+    await handle.result()
+    return handle
+
+
+async def failed_after_invoicing(client: Client, fakes: FakeSystems) -> WorkflowHandle:  # type: ignore[type-arg]
+    fakes.fail["confirm_booking"] = refusal("BookingRefused")
+    handle = await start(client)
+    await handle.result()
+    return handle
+
+
+async def replenishment(client: Client, fakes: FakeSystems) -> WorkflowHandle:  # type: ignore[type-arg]
+    fakes.stock["LAMP-4"] = 0
+    handle = await client.start_workflow(
+        ReplenishmentWorkflow.run,
+        ReplenishmentInput(sku="LAMP-4"),
+        id=names.replenishment_workflow_id("LAMP-4"),
+        task_queue=TASK_QUEUE,
+    )
+    for order_id, quantity in (("o-1", 2), ("o-2", 5)):
+        await handle.signal(ReplenishmentWorkflow.shortage, ShortageReport(order_id=order_id, quantity=quantity))
+    fakes.stock["LAMP-4"] = 3
+    await handle.signal(
+        ReplenishmentWorkflow.stock_received, StockReceived(receipt_id="r-1", warehouse="W", quantity=3)
+    )
+    for _ in range(500):
+        if [w.order_id for w in await handle.query(ReplenishmentWorkflow.demand)] == ["o-2"]:
+            break
+        await asyncio.sleep(0.02)
+    await handle.terminate("history recorded")
+    return handle
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "order_delivered": delivered,
+    "order_approved_by_operator": approved_by_operator,
+    "order_backordered_then_restocked": backordered_then_restocked,
+    "order_cancelled_while_backordered": cancelled_while_backordered,
+    "order_failed_after_invoicing": failed_after_invoicing,
+    "replenishment_wakes_fifo": replenishment,
+}
+
+
+async def main() -> None:
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter, test_server_existing_path=str(BIN / "temporal-test-server")
+    )
+    try:
+        await register_search_attributes(env.client)
+        for name, scenario in SCENARIOS.items():
+            fakes = FakeSystems(stock={"MUG-1": 10, "TEE-2": 10})
+            async with Worker(
+                env.client,
+                task_queue=TASK_QUEUE,
+                workflows=[OrderWorkflow, ReplenishmentWorkflow],
+                activities=fakes.activities(),
+            ):
+                handle = await scenario(env.client, fakes)
+                history = await handle.fetch_history()
+            (HERE / f"{name}.json").write_text(history.to_json())
+            print(f"recorded {name}: {len(history.events)} events")
+    finally:
+        await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,176 @@
+"""The whole service inside one test process, each piece over real HTTP: the stand-in outside
+systems, the real worker on its own task queue, and the API, with a client for each.
+
+`running_stack(...)` starts them in dependency order (stand-ins, worker, API) and stops them in
+reverse. The API's port is chosen first, so the stand-in carrier can post its tracking events to
+the API's webhook from the start. Tests and benchmarks drive it through `Stack` the way a client
+and an operator would: HTTP calls to the API, and the stand-ins' control endpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+
+from activities.http import create_http_client
+from api.app import create_app as create_api
+from models.order import TERMINAL_STATUSES
+from settings import Settings
+from standins.app import StandinConfig
+from standins.app import create_app as create_standins
+from tests.servers import free_port, running_server
+from worker import build_worker
+
+T = TypeVar("T")
+
+TERMINAL = frozenset(status.value for status in TERMINAL_STATUSES)
+OUTSIDE_SYSTEMS = ("carrier", "finance", "crm", "notifications", "purchasing")
+
+
+class NotYet(Exception):
+    """Raised by an `eventually` probe whose condition does not hold yet; its message says why."""
+
+
+async def eventually(probe: Callable[[], Awaitable[T]], *, timeout: float, interval: float = 0.1) -> T:
+    """Call `probe` until it returns instead of raising NotYet or AssertionError; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await probe()
+        except (NotYet, AssertionError) as problem:
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"not within {timeout:.0f} s: {problem}") from problem
+        await asyncio.sleep(interval)
+
+
+@dataclass(frozen=True)
+class Stack:
+    api: httpx.AsyncClient
+    standins: httpx.AsyncClient
+    temporal: Client
+    settings: Settings
+    sessionmaker: async_sessionmaker[AsyncSession]
+
+    # Orders, as a client sees them.
+
+    async def place_order(self, body: dict[str, Any], *, idempotency_key: str | None = None) -> str:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        response = await self.api.post("/orders", json=body, headers=headers)
+        assert response.status_code == 202, response.text
+        return str(response.json()["order_id"])
+
+    async def order(self, order_id: str) -> dict[str, Any]:
+        response = await self.api.get(f"/orders/{order_id}")
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    async def wait_for_status(self, order_id: str, *statuses: str, timeout: float = 60.0) -> dict[str, Any]:
+        """Poll GET /orders/{id} until the order is in one of `statuses`; fail at once if it ends elsewhere."""
+        wanted = set(statuses)
+
+        async def reached() -> dict[str, Any]:
+            response = await self.api.get(f"/orders/{order_id}")
+            if response.status_code != 200:
+                raise NotYet(f"GET /orders/{order_id} answered {response.status_code} {response.text}")
+            order = dict(response.json())
+            if order["status"] in wanted:
+                return order
+            if order["status"] in TERMINAL:
+                raise RuntimeError(f"order {order_id} ended {order['status']}, not {sorted(wanted)}: {order}")
+            raise NotYet(f"order {order_id} is {order['status']}, not {sorted(wanted)}")
+
+        return await eventually(reached, timeout=timeout, interval=0.1)
+
+    # Stock and purchasing.
+
+    async def count_stock(self, sku: str, on_hand: int, warehouse: str = "AMS") -> dict[str, Any]:
+        response = await self.api.put(f"/inventory/{sku}", json={"warehouse": warehouse, "on_hand": on_hand})
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    async def stock(self, sku: str) -> dict[str, Any]:
+        response = await self.api.get(f"/inventory/{sku}")
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    async def receive_stock(self, sku: str, quantity: int, warehouse: str = "AMS") -> dict[str, Any]:
+        response = await self.api.post(
+            f"/inventory/{sku}/receipts", json={"warehouse": warehouse, "quantity": quantity}
+        )
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    async def shortages(self) -> dict[str, dict[str, Any]]:
+        """Open shortages by SKU, as purchasing sees them."""
+        response = await self.api.get("/purchasing/shortages")
+        assert response.status_code == 200, response.text
+        return {item["sku"]: item for item in response.json()["items"]}
+
+    # The outside systems, as their operators see them.
+
+    async def records(self, kind: str) -> list[dict[str, Any]]:
+        response = await self.standins.get(f"/_control/records/{kind}")
+        assert response.status_code == 200, response.text
+        items: list[dict[str, Any]] = response.json()["items"]
+        return items
+
+    async def set_fault(self, service: str, **fault: Any) -> None:
+        response = await self.standins.put("/_control/faults", json={"service": service, **fault})
+        assert response.status_code == 200, response.text
+
+    async def clear_faults(self) -> None:
+        response = await self.standins.delete("/_control/faults")
+        assert response.status_code == 204, response.text
+
+
+def stack_settings(database_url: str, task_queue: str, standins_url: str) -> Settings:
+    outside = {f"{system}_url": f"{standins_url}/{system}" for system in OUTSIDE_SYSTEMS}
+    return Settings().model_copy(update={"database_url": database_url, "task_queue": task_queue, **outside})
+
+
+@asynccontextmanager
+async def running_stack(
+    temporal: Client,
+    database_url: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    task_queue: str,
+    *,
+    tracking_delay_seconds: float = 0.2,
+    client_connections: int = 200,
+) -> AsyncIterator[Stack]:
+    """Stand-ins, worker and API on loopback ports, sharing `sessionmaker`; yields a `Stack` to drive them."""
+    api_port = free_port()
+    api_url = f"http://127.0.0.1:{api_port}"
+    standin_config = StandinConfig(
+        webhook_url=f"{api_url}/webhooks/carrier",
+        tracking_delay_seconds=tracking_delay_seconds,
+        webhook_backoff_seconds=0.2,
+    )
+    async with running_server(create_standins(standin_config)) as standins_url:
+        settings = stack_settings(database_url, task_queue, standins_url)
+        limits = httpx.Limits(max_connections=client_connections, max_keepalive_connections=client_connections)
+        api_app = create_api(settings, client=temporal, sessionmaker=sessionmaker)
+        async with (
+            create_http_client(settings) as worker_http,
+            build_worker(temporal, settings, sessionmaker, worker_http, task_queue),
+            running_server(api_app, port=api_port),
+            httpx.AsyncClient(base_url=api_url, timeout=30, limits=limits) as api,
+            httpx.AsyncClient(base_url=standins_url, timeout=30) as standins,
+        ):
+            yield Stack(api=api, standins=standins, temporal=temporal, settings=settings, sessionmaker=sessionmaker)
+
+
+def statuses_of(orders: Collection[dict[str, Any]]) -> dict[str, int]:
+    """How many orders are in each status, e.g. {"delivered": 50, "cancelled": 150}."""
+    counts: dict[str, int] = {}
+    for order in orders:
+        counts[order["status"]] = counts.get(order["status"], 0) + 1
+    return counts

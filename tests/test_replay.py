@@ -1,0 +1,34 @@
+"""Histories of representative runs replay without non-determinism against today's workflow code.
+
+A failure here means a change would break orders already in flight: guard it with
+workflow.patched() rather than recording the histories again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from workflows.order import OrderWorkflow
+from workflows.replenishment import ReplenishmentWorkflow
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+TEXTS = {path.stem: path.read_text() for path in HISTORIES}
+
+
+def test_the_kept_histories_cover_every_kind_of_run() -> None:
+    assert len(HISTORIES) >= 6
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])
+async def test_history_replays_without_non_determinism(path: Path) -> None:
+    history = WorkflowHistory.from_json(path.stem, TEXTS[path.stem])
+    replayer = Replayer(workflows=[OrderWorkflow, ReplenishmentWorkflow], data_converter=pydantic_data_converter)
+
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+
+    assert result.replay_failure is None
