@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from models import names
+
 DEV_CREDENTIAL = "local-dev-credential"
 
 
@@ -28,7 +30,7 @@ class Settings(BaseSettings):
 
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
-    task_queue: str = "orders"
+    task_queue: str = names.TASK_QUEUE
 
     # Review rules.
     review_manual_threshold: Decimal = Decimal("10000.00")

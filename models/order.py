@@ -174,6 +174,26 @@ class OrderState(BaseModel):
     created_at: datetime
     updated_at: datetime
 
+    @classmethod
+    def received(cls, order_id: str, workflow_id: str, request: OrderRequest, at: datetime) -> OrderState:
+        """The order as it stands the moment it is received: nothing reviewed, allocated or shipped yet."""
+        return cls(
+            order_id=order_id,
+            workflow_id=workflow_id,
+            status=OrderStatus.RECEIVED,
+            customer=request.customer,
+            shipping_address=request.shipping_address,
+            lines=[
+                LineState(line_no=no, sku=line.sku, quantity=line.quantity, unit_price=line.unit_price)
+                for no, line in enumerate(request.lines, start=1)
+            ],
+            total=request.total,
+            currency=request.currency,
+            backorder_policy=request.backorder_policy,
+            created_at=at,
+            updated_at=at,
+        )
+
 
 # Messages sent to a running order by operators, the API and the carrier.
 

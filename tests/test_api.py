@@ -33,7 +33,7 @@ from models.names import (
     SIGNAL_TRACKING,
     order_workflow_id,
 )
-from models.order import LineState, OrderRequest, OrderState, OrderStatus, TimelineEvent
+from models.order import OrderRequest, OrderState, OrderStatus, TimelineEvent
 from models.records import RecordOrderInput, StatusChangeInput
 from models.tables import IdempotencyKeyRow, OrderRow
 from settings import Settings
@@ -102,21 +102,8 @@ async def stored_order(sessionmaker: Sessions, status: OrderStatus, order_id: st
     order_id = order_id or str(uuid.uuid4())
     request = OrderRequest.model_validate(order_body())
     now = datetime.now(UTC)
-    state = OrderState(
-        order_id=order_id,
-        workflow_id=order_workflow_id(order_id),
-        status=status,
-        customer=request.customer,
-        shipping_address=request.shipping_address,
-        lines=[
-            LineState(line_no=n, sku=line.sku, quantity=line.quantity, unit_price=line.unit_price)
-            for n, line in enumerate(request.lines, start=1)
-        ],
-        total=request.total,
-        currency=request.currency,
-        backorder_policy=request.backorder_policy,
-        created_at=now,
-        updated_at=now,
+    state = OrderState.received(order_id, order_workflow_id(order_id), request, now).model_copy(
+        update={"status": status}
     )
     event = TimelineEvent(seq=1, at=now, status=status, actor="workflow", event=status.value)
     async with sessionmaker.begin() as session:

@@ -19,7 +19,6 @@ from db.migrate import upgrade
 from models.order import (
     Address,
     Customer,
-    LineState,
     OrderLine,
     OrderRequest,
     OrderState,
@@ -55,21 +54,8 @@ def change(order_id: str, seq: int, status: OrderStatus, created_at: datetime = 
     at = created_at + timedelta(minutes=seq)
     return StatusChangeInput(
         event=TimelineEvent(seq=seq, at=at, status=status, actor="workflow", event=f"step-{seq}"),
-        state=OrderState(
-            order_id=order_id,
-            workflow_id=f"order-{order_id}",
-            status=status,
-            customer=request.customer,
-            shipping_address=request.shipping_address,
-            lines=[
-                LineState(line_no=n, sku=line.sku, quantity=line.quantity, unit_price=line.unit_price)
-                for n, line in enumerate(request.lines, start=1)
-            ],
-            total=request.total,
-            currency=request.currency,
-            backorder_policy=request.backorder_policy,
-            created_at=created_at,
-            updated_at=at,
+        state=OrderState.received(order_id, f"order-{order_id}", request, created_at).model_copy(
+            update={"status": status, "updated_at": at}
         ),
     )
 

@@ -8,12 +8,11 @@ right after its do step succeeded, to be run in reverse if the order is undone.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, TypedDict
+from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -52,32 +51,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.purchasing import ReportShortageInput, Withdrawal
     from models.records import RecordOrderInput, ReviewInput, StatusChangeInput
-
-
-class StepOptions(TypedDict):
-    start_to_close_timeout: timedelta
-    retry_policy: RetryPolicy
-
-
-# Database steps need no task of their own: local activities, retried until the database answers.
-DB_STEP: StepOptions = {
-    "start_to_close_timeout": timedelta(seconds=30),
-    "retry_policy": RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)),
-}
-# Outside systems: retried with backoff until they answer; business refusals are non-retryable errors.
-EXTERNAL_STEP: StepOptions = {
-    "start_to_close_timeout": timedelta(seconds=30),
-    "retry_policy": RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_interval=timedelta(seconds=30)),
-}
-# CRM and notifications are best effort: a few tries, then logged and left.
-BEST_EFFORT_STEP: StepOptions = {
-    "start_to_close_timeout": timedelta(seconds=15),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=5
-    ),
-}
-
-Compensation = tuple[str, Callable[[], Awaitable[None]]]
+    from workflows.options import BEST_EFFORT_STEP, DB_STEP, EXTERNAL_STEP
+    from workflows.saga import Saga
 
 
 class OrderClosed(Exception):
@@ -91,23 +66,8 @@ class OrderWorkflow:
         now = workflow.now()
         request = order.request
         self._input = order
-        self._state = OrderState(
-            order_id=order.order_id,
-            workflow_id=workflow.info().workflow_id,
-            status=OrderStatus.RECEIVED,
-            customer=request.customer,
-            shipping_address=request.shipping_address,
-            lines=[
-                LineState(line_no=no, sku=line.sku, quantity=line.quantity, unit_price=line.unit_price)
-                for no, line in enumerate(request.lines, start=1)
-            ],
-            total=request.total,
-            currency=request.currency,
-            backorder_policy=request.backorder_policy,
-            created_at=now,
-            updated_at=now,
-        )
-        self._compensations: list[Compensation] = []
+        self._state = OrderState.received(order.order_id, workflow.info().workflow_id, request, now)
+        self._saga = Saga()
         self._background: list[asyncio.Task[Any]] = []
         self._operator_review: tuple[ReviewDecision, ReviewCommand] | None = None
         self._cancel: CancelCommand | None = None
@@ -278,7 +238,7 @@ class OrderWorkflow:
         )
         if result.allocations:
             line.allocations = result.allocations
-            self._register(f"release line {line.line_no}", lambda: self._release_line(line, key))
+            self._saga.register(f"release line {line.line_no}", lambda: self._release_line(line, key))
         return result
 
     async def _release_line(self, line: LineState, key: LineKey) -> None:
@@ -304,7 +264,7 @@ class OrderWorkflow:
             **EXTERNAL_STEP,
         )
         self._state.shipment = shipment
-        self._register("cancel carrier booking", lambda: self._cancel_booking(shipment))
+        self._saga.register("cancel carrier booking", lambda: self._cancel_booking(shipment))
 
     async def _cancel_booking(self, shipment: Shipment) -> None:
         await workflow.execute_activity_method(
@@ -368,7 +328,7 @@ class OrderWorkflow:
                 **EXTERNAL_STEP,
             )
             self._state.invoice = invoice
-            self._register("void invoice", self._void_invoice)
+            self._saga.register("void invoice", self._void_invoice)
             self._append_event("invoiced", detail=f"{invoice.invoice_id}: {invoice.total} {invoice.currency}")
             await self._stop_if_cancelled()
             confirmed = await workflow.execute_activity_method(
@@ -390,7 +350,7 @@ class OrderWorkflow:
             )
         except ActivityError as error:
             await self._fail(error)
-        self._compensations.clear()
+        self._saga.clear()
         self._set_status(OrderStatus.SHIPPED, "handed to the carrier", detail=self._shipment.tracking_number)
         self._notify("shipped", self._shipment.tracking_number)
         self._best_effort(
@@ -439,19 +399,10 @@ class OrderWorkflow:
 
     # ---- Undoing: cancellation, failure, compensation. ----
 
-    def _register(self, description: str, undo: Callable[[], Awaitable[None]]) -> None:
-        self._compensations.append((description, undo))
-
     async def _compensate(self) -> None:
-        """Run the registered undo steps in reverse order, each once."""
-        while self._compensations:
-            description, undo = self._compensations.pop()
-            try:
-                await undo()
-            except ActivityError:
-                workflow.logger.exception("compensation failed: %s", description)
-                self._append_event("compensation failed", detail=description)
-                self._state.needs_attention = f"compensation failed: {description}"
+        for description in await self._saga.compensate():
+            self._append_event("compensation failed", detail=description)
+            self._state.needs_attention = f"compensation failed: {description}"
 
     async def _stop_if_cancelled(self) -> None:
         if self._cancel is not None:

@@ -7,10 +7,7 @@ as the stock available covers them. It continues as new before its history grows
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.inventory import InventoryActivities
@@ -26,12 +23,8 @@ with workflow.unsafe.imports_passed_through():
         WaitingOrder,
         Withdrawal,
     )
-    from workflows.order import StepOptions
+    from workflows.options import DB_STEP, EXTERNAL_STEP
 
-RETRIED: StepOptions = {
-    "start_to_close_timeout": timedelta(seconds=30),
-    "retry_policy": RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)),
-}
 # Continue as new well before the server's limits; each message costs a handful of events.
 MAX_HISTORY_EVENTS = 2_000
 
@@ -94,7 +87,7 @@ class ReplenishmentWorkflow:
             PurchasingActivities.record_shortage,
             ShortageRecordInput(sku=self._sku, order_id=report.order_id, quantity=report.quantity, since=waiting.since),
             summary=f"Record shortage of {self._sku}",
-            **RETRIED,
+            **DB_STEP,
         )
         await workflow.execute_activity_method(
             PurchasingActivities.notify_purchasing,
@@ -105,14 +98,14 @@ class ReplenishmentWorkflow:
                 outstanding_quantity=sum(w.quantity for w in self._waiting),
             ),
             summary=f"Notify purchasing: {self._sku} short",
-            **RETRIED,
+            **EXTERNAL_STEP,
         )
 
     async def _wake_waiting_orders(self) -> None:
         if not self._waiting:
             return
         available: int = await workflow.execute_local_activity_method(
-            InventoryActivities.available_stock, self._sku, summary=f"Check stock of {self._sku}", **RETRIED
+            InventoryActivities.available_stock, self._sku, summary=f"Check stock of {self._sku}", **DB_STEP
         )
         woken: list[str] = []
         for waiting in self._waiting:
@@ -137,7 +130,7 @@ class ReplenishmentWorkflow:
             PurchasingActivities.resolve_shortages,
             ShortageResolvedInput(sku=self._sku, order_ids=order_ids),
             summary=f"Resolve shortages of {self._sku}",
-            **RETRIED,
+            **DB_STEP,
         )
 
     def _history_is_long(self) -> bool:
