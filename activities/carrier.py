@@ -10,7 +10,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.http import call_provider, idempotency_key
-from models.integrations import BookingRef, ConfirmedBooking, PrepareShipmentInput
+from models.integrations import BookingRef, ConfirmedBooking, DraftBookingInput, PrepareShipmentInput, RateQuote
 from models.order import Shipment
 from settings import Settings
 
@@ -25,37 +25,50 @@ class CarrierActivities:
         self._settings = settings
 
     @activity.defn
-    async def prepare_shipment(self, request: PrepareShipmentInput) -> Shipment:
-        """Check the address, quote a rate, make a draft booking; undeliverable → AddressUndeliverable."""
-        address = request.address.model_dump(mode="json")
-        items = _items(request)
-        check = await self._call("POST", "/addresses/validate", json={"address": address})
+    async def check_address(self, request: PrepareShipmentInput) -> None:
+        """Ask the carrier whether it delivers there; undeliverable → non-retryable AddressUndeliverable."""
+        check = await self._call("POST", "/addresses/validate", json={"address": _address(request)})
         if not check.get("deliverable"):
             raise ApplicationError(
                 f"address undeliverable: {check.get('reason') or 'no reason given'}",
                 type=ADDRESS_UNDELIVERABLE,
                 non_retryable=True,
             )
+
+    @activity.defn
+    async def quote_rate(self, request: PrepareShipmentInput) -> RateQuote:
         quote = await self._call(
-            "POST", "/rates", json={"address": address, "items": items, "currency": request.currency}
+            "POST",
+            "/rates",
+            json={"address": _address(request), "items": _items(request), "currency": request.currency},
         )
+        return RateQuote(
+            service=quote["service"],
+            rate=Decimal(str(quote["rate"])),
+            currency=quote.get("currency", request.currency),
+        )
+
+    @activity.defn
+    async def draft_booking(self, request: DraftBookingInput) -> Shipment:
+        """Book at the quoted rate, not yet confirmed; cancelled again if the order does not go ahead."""
+        shipment, quote = request.shipment, request.quote
         booking = await self._call(
             "POST",
             "/bookings",
-            key=_draft_key(request),
+            key=_draft_key(shipment),
             json={
-                "reference": request.order_id,
-                "address": address,
-                "items": items,
-                "service": quote["service"],
-                "rate": quote["rate"],
-                "currency": quote.get("currency", request.currency),
+                "reference": shipment.order_id,
+                "address": _address(shipment),
+                "items": _items(shipment),
+                "service": quote.service,
+                "rate": str(quote.rate),
+                "currency": quote.currency,
             },
         )
         return Shipment(
             carrier=booking.get("carrier") or DEFAULT_CARRIER,
             booking_id=booking["booking_id"],
-            rate=Decimal(str(booking.get("rate", quote["rate"]))),
+            rate=Decimal(str(booking.get("rate", quote.rate))),
             status=booking.get("status", "draft"),
         )
 
@@ -98,6 +111,10 @@ def _draft_key(request: PrepareShipmentInput) -> str:
     if request.attempt == 1:
         return idempotency_key(request.order_id, "carrier", "draft")
     return idempotency_key(request.order_id, "carrier", "draft", str(request.attempt))
+
+
+def _address(request: PrepareShipmentInput) -> dict[str, Any]:
+    return request.address.model_dump(mode="json")
 
 
 def _items(request: PrepareShipmentInput) -> list[dict[str, Any]]:

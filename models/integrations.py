@@ -18,6 +18,17 @@ class PrepareShipmentInput(BaseModel):
     attempt: int = 1
 
 
+class RateQuote(BaseModel):
+    service: str
+    rate: Decimal
+    currency: str
+
+
+class DraftBookingInput(BaseModel):
+    shipment: PrepareShipmentInput
+    quote: RateQuote
+
+
 class BookingRef(BaseModel):
     order_id: str
     booking_id: str

@@ -17,12 +17,14 @@ from models.integrations import (
     BookingRef,
     ConfirmedBooking,
     CustomerUpsertInput,
+    DraftBookingInput,
     InvoiceInput,
     InvoiceRef,
     NotificationInput,
     PrepareShipmentInput,
     PurchaseInput,
     PurchasingNotice,
+    RateQuote,
 )
 from models.inventory import CommitOrderInput, LineKey, ReserveLineInput, ReserveLineResult
 from models.order import Allocation, Invoice, ReviewDecision, ReviewOutcome, Shipment
@@ -52,7 +54,9 @@ class FakeSystems:
             self.release_line,
             self.commit_order,
             self.available_stock,
-            self.prepare_shipment,
+            self.check_address,
+            self.quote_rate,
+            self.draft_booking,
             self.confirm_booking,
             self.cancel_booking,
             self.create_invoice,
@@ -121,12 +125,20 @@ class FakeSystems:
         self.calls["available_stock"] += 1
         return self.stock.get(sku, 0)
 
-    @activity.defn(name="prepare_shipment")
-    async def prepare_shipment(self, request: PrepareShipmentInput) -> Shipment:
-        await self._step("prepare_shipment")
-        return Shipment(
-            carrier="test-carrier", booking_id=f"B-{request.order_id}-{request.attempt}", rate=Decimal("5.00")
-        )
+    @activity.defn(name="check_address")
+    async def check_address(self, request: PrepareShipmentInput) -> None:
+        await self._step("check_address")
+
+    @activity.defn(name="quote_rate")
+    async def quote_rate(self, request: PrepareShipmentInput) -> RateQuote:
+        await self._step("quote_rate")
+        return RateQuote(service="standard", rate=Decimal("5.00"), currency=request.currency)
+
+    @activity.defn(name="draft_booking")
+    async def draft_booking(self, request: DraftBookingInput) -> Shipment:
+        await self._step("draft_booking")
+        order_id, attempt = request.shipment.order_id, request.shipment.attempt
+        return Shipment(carrier="test-carrier", booking_id=f"B-{order_id}-{attempt}", rate=request.quote.rate)
 
     @activity.defn(name="confirm_booking")
     async def confirm_booking(self, ref: BookingRef) -> ConfirmedBooking:

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
 from activities.http import create_http_client
@@ -51,10 +53,39 @@ async def eventually(probe: Callable[[], Awaitable[T]], *, timeout: float, inter
         await asyncio.sleep(interval)
 
 
+class AnswerLog:
+    """Counts every answer the stand-ins give, by service and status code.
+
+    It wraps the stand-in app from outside, so it sees the 503s and dropped answers that fault
+    injection produces too: a test can tell that the faults it asked for really struck.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+        self.answers: Counter[tuple[str, int]] = Counter()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        service = scope["path"].lstrip("/").split("/", 1)[0]
+
+        async def counting(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.answers[(service, message["status"])] += 1
+            await send(message)
+
+        await self._app(scope, receive, counting)
+
+    def count(self, service: str, status: int) -> int:
+        return self.answers[(service, status)]
+
+
 @dataclass(frozen=True)
 class Stack:
     api: httpx.AsyncClient
     standins: httpx.AsyncClient
+    standin_answers: AnswerLog
     temporal: Client
     settings: Settings
     sessionmaker: async_sessionmaker[AsyncSession]
@@ -145,8 +176,12 @@ async def running_stack(
     *,
     tracking_delay_seconds: float = 0.2,
     client_connections: int = 200,
+    with_worker: bool = True,
 ) -> AsyncIterator[Stack]:
-    """Stand-ins, worker and API on loopback ports, sharing `sessionmaker`; yields a `Stack` to drive them."""
+    """Stand-ins, worker and API on loopback ports, sharing `sessionmaker`; yields a `Stack` to drive them.
+
+    With `with_worker=False` no worker runs in this process: the test runs its own, e.g. as a process it can kill.
+    """
     api_port = free_port()
     api_url = f"http://127.0.0.1:{api_port}"
     standin_config = StandinConfig(
@@ -154,18 +189,28 @@ async def running_stack(
         tracking_delay_seconds=tracking_delay_seconds,
         webhook_backoff_seconds=0.2,
     )
-    async with running_server(create_standins(standin_config)) as standins_url:
+    answers = AnswerLog(create_standins(standin_config))
+    async with running_server(answers) as standins_url:
         settings = stack_settings(database_url, task_queue, standins_url)
         limits = httpx.Limits(max_connections=client_connections, max_keepalive_connections=client_connections)
         api_app = create_api(settings, client=temporal, sessionmaker=sessionmaker)
-        async with (
-            create_http_client(settings) as worker_http,
-            build_worker(temporal, settings, sessionmaker, worker_http, task_queue),
-            running_server(api_app, port=api_port),
-            httpx.AsyncClient(base_url=api_url, timeout=30, limits=limits) as api,
-            httpx.AsyncClient(base_url=standins_url, timeout=30) as standins,
-        ):
-            yield Stack(api=api, standins=standins, temporal=temporal, settings=settings, sessionmaker=sessionmaker)
+        async with AsyncExitStack() as running:
+            if with_worker:
+                worker_http = await running.enter_async_context(create_http_client(settings))
+                await running.enter_async_context(
+                    build_worker(temporal, settings, sessionmaker, worker_http, task_queue)
+                )
+            await running.enter_async_context(running_server(api_app, port=api_port))
+            api = await running.enter_async_context(httpx.AsyncClient(base_url=api_url, timeout=30, limits=limits))
+            standins = await running.enter_async_context(httpx.AsyncClient(base_url=standins_url, timeout=30))
+            yield Stack(
+                api=api,
+                standins=standins,
+                standin_answers=answers,
+                temporal=temporal,
+                settings=settings,
+                sessionmaker=sessionmaker,
+            )
 
 
 def statuses_of(orders: Collection[dict[str, Any]]) -> dict[str, int]:

@@ -19,13 +19,14 @@ from activities.http import create_http_client
 from models.integrations import (
     BookingRef,
     CustomerUpsertInput,
+    DraftBookingInput,
     InvoiceInput,
     InvoiceRef,
     NotificationInput,
     PrepareShipmentInput,
     PurchaseInput,
 )
-from models.order import Address, Customer, OrderLine
+from models.order import Address, Customer, OrderLine, Shipment
 from settings import Settings
 from standins.app import StandinConfig, create_app
 from tests.servers import free_port, running_server
@@ -52,6 +53,13 @@ class Providers:
 
     async def heal(self) -> None:
         assert (await self.control.delete("/_control/faults")).is_success
+
+
+async def prepare(env: ActivityEnvironment, carrier: CarrierActivities, request: PrepareShipmentInput) -> Shipment:
+    """The workflow's shipping preparation: address check, rate quote, draft booking."""
+    await env.run(carrier.check_address, request)
+    quote = await env.run(carrier.quote_rate, request)
+    return await env.run(carrier.draft_booking, DraftBookingInput(shipment=request, quote=quote))
 
 
 def settings_for(base_url: str, **overrides: Any) -> Settings:
@@ -86,10 +94,10 @@ def env() -> ActivityEnvironment:
     return ActivityEnvironment()
 
 
-async def test_prepare_shipment_makes_one_draft_booking_with_the_quoted_rate(
+async def test_shipping_preparation_makes_one_draft_booking_with_the_quoted_rate(
     providers: Providers, env: ActivityEnvironment
 ) -> None:
-    shipment = await env.run(providers.carrier.prepare_shipment, SHIPMENT)
+    shipment = await prepare(env, providers.carrier, SHIPMENT)
     assert shipment.carrier == "standin-express"
     assert shipment.status == "draft"
     assert shipment.rate == Decimal("5.80")
@@ -98,9 +106,9 @@ async def test_prepare_shipment_makes_one_draft_booking_with_the_quoted_rate(
     assert booking["idempotency_key"] == "order-1:carrier:draft"
 
 
-async def test_prepare_shipment_run_twice_books_once(providers: Providers, env: ActivityEnvironment) -> None:
-    first = await env.run(providers.carrier.prepare_shipment, SHIPMENT)
-    second = await env.run(providers.carrier.prepare_shipment, SHIPMENT)
+async def test_shipping_preparation_run_twice_books_once(providers: Providers, env: ActivityEnvironment) -> None:
+    first = await prepare(env, providers.carrier, SHIPMENT)
+    second = await prepare(env, providers.carrier, SHIPMENT)
     assert second.booking_id == first.booking_id
     [booking] = await providers.records("bookings")
     assert booking["applied"] == 1
@@ -113,7 +121,7 @@ async def test_an_undeliverable_address_is_a_non_retryable_refusal(
     providers: Providers, env: ActivityEnvironment, address: Address
 ) -> None:
     with pytest.raises(ApplicationError) as refused:
-        await env.run(providers.carrier.prepare_shipment, SHIPMENT.model_copy(update={"address": address}))
+        await prepare(env, providers.carrier, SHIPMENT.model_copy(update={"address": address}))
     assert refused.value.type == "AddressUndeliverable"
     assert refused.value.non_retryable
     assert await providers.records("bookings") == []
@@ -124,7 +132,7 @@ async def test_a_carrier_outage_is_a_retryable_error_and_books_nothing(
 ) -> None:
     await providers.fault(service="carrier", failure_rate=1.0)
     with pytest.raises(ApplicationError) as failed:
-        await env.run(providers.carrier.prepare_shipment, SHIPMENT)
+        await prepare(env, providers.carrier, SHIPMENT)
     assert not failed.value.non_retryable
     assert failed.value.type == "ProviderUnavailable"
     assert "503" in failed.value.message
@@ -160,7 +168,7 @@ async def test_a_wrong_credential_is_retryable_so_an_operator_can_fix_it(
 
 
 async def test_confirm_booking_returns_the_tracking_number_once(providers: Providers, env: ActivityEnvironment) -> None:
-    shipment = await env.run(providers.carrier.prepare_shipment, SHIPMENT)
+    shipment = await prepare(env, providers.carrier, SHIPMENT)
     ref = BookingRef(order_id="order-1", booking_id=shipment.booking_id)
     first = await env.run(providers.carrier.confirm_booking, ref)
     second = await env.run(providers.carrier.confirm_booking, ref)
@@ -178,7 +186,7 @@ async def test_confirm_booking_returns_the_tracking_number_once(providers: Provi
 async def test_a_confirmation_whose_answer_was_lost_is_recovered_by_the_retry(
     providers: Providers, env: ActivityEnvironment
 ) -> None:
-    shipment = await env.run(providers.carrier.prepare_shipment, SHIPMENT)
+    shipment = await prepare(env, providers.carrier, SHIPMENT)
     ref = BookingRef(order_id="order-1", booking_id=shipment.booking_id)
     await providers.fault(service="carrier", drop_rate=1.0, drop_after_effect=True)
     with pytest.raises(ApplicationError) as lost:
@@ -195,7 +203,7 @@ async def test_a_confirmation_whose_answer_was_lost_is_recovered_by_the_retry(
 async def test_confirming_a_cancelled_booking_is_a_non_retryable_refusal(
     providers: Providers, env: ActivityEnvironment
 ) -> None:
-    shipment = await env.run(providers.carrier.prepare_shipment, SHIPMENT)
+    shipment = await prepare(env, providers.carrier, SHIPMENT)
     ref = BookingRef(order_id="order-1", booking_id=shipment.booking_id)
     await env.run(providers.carrier.cancel_booking, ref)
     with pytest.raises(ApplicationError) as refused:
@@ -207,7 +215,7 @@ async def test_confirming_a_cancelled_booking_is_a_non_retryable_refusal(
 async def test_cancel_booking_is_idempotent_and_an_unknown_booking_counts_as_cancelled(
     providers: Providers, env: ActivityEnvironment
 ) -> None:
-    shipment = await env.run(providers.carrier.prepare_shipment, SHIPMENT)
+    shipment = await prepare(env, providers.carrier, SHIPMENT)
     ref = BookingRef(order_id="order-1", booking_id=shipment.booking_id)
     await env.run(providers.carrier.cancel_booking, ref)
     await env.run(providers.carrier.cancel_booking, ref)
@@ -220,9 +228,9 @@ async def test_cancel_booking_is_idempotent_and_an_unknown_booking_counts_as_can
 async def test_a_later_allocation_round_books_afresh_and_each_booking_cancels(
     providers: Providers, env: ActivityEnvironment
 ) -> None:
-    first = await env.run(providers.carrier.prepare_shipment, SHIPMENT)
+    first = await prepare(env, providers.carrier, SHIPMENT)
     await env.run(providers.carrier.cancel_booking, BookingRef(order_id="order-1", booking_id=first.booking_id))
-    second = await env.run(providers.carrier.prepare_shipment, SHIPMENT.model_copy(update={"attempt": 2}))
+    second = await prepare(env, providers.carrier, SHIPMENT.model_copy(update={"attempt": 2}))
     assert second.booking_id != first.booking_id
     await env.run(providers.carrier.cancel_booking, BookingRef(order_id="order-1", booking_id=second.booking_id))
     bookings = await providers.records("bookings")

@@ -21,7 +21,7 @@ DB_STEP: StepOptions = {
 # Outside systems: retried with backoff until they answer; business refusals are non-retryable errors.
 EXTERNAL_STEP: StepOptions = {
     "start_to_close_timeout": timedelta(seconds=30),
-    "retry_policy": RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_interval=timedelta(seconds=30)),
+    "retry_policy": RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_interval=timedelta(seconds=10)),
 }
 # CRM and notifications are best effort: a few tries, then logged and left.
 BEST_EFFORT_STEP: StepOptions = {

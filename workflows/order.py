@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.carrier import CarrierActivities
@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from models.integrations import (
         BookingRef,
         CustomerUpsertInput,
+        DraftBookingInput,
         InvoiceInput,
         InvoiceRef,
         NotificationInput,
@@ -251,23 +252,33 @@ class OrderWorkflow:
         line.allocations = []
 
     async def _prepare_shipping(self, attempt: int) -> None:
-        shipment: Shipment = await workflow.execute_activity_method(
-            CarrierActivities.prepare_shipment,
-            PrepareShipmentInput(
-                order_id=self._state.order_id,
-                address=self._input.request.shipping_address,
-                lines=self._input.request.lines,
-                currency=self._state.currency,
-                attempt=attempt,
+        """Address check and rate quote at once, then the draft booking; each step retried on its own."""
+        request = PrepareShipmentInput(
+            order_id=self._state.order_id,
+            address=self._input.request.shipping_address,
+            lines=self._input.request.lines,
+            currency=self._state.currency,
+            attempt=attempt,
+        )
+        _, quote = await asyncio.gather(
+            workflow.execute_local_activity_method(
+                CarrierActivities.check_address, request, summary="Carrier: check the address", **EXTERNAL_STEP
             ),
-            summary="Prepare shipping: address check, rate quote, draft booking",
+            workflow.execute_local_activity_method(
+                CarrierActivities.quote_rate, request, summary="Carrier: quote a rate", **EXTERNAL_STEP
+            ),
+        )
+        shipment: Shipment = await workflow.execute_local_activity_method(
+            CarrierActivities.draft_booking,
+            DraftBookingInput(shipment=request, quote=quote),
+            summary=f"Carrier: draft booking at {quote.rate} {quote.currency}",
             **EXTERNAL_STEP,
         )
         self._state.shipment = shipment
         self._saga.register("cancel carrier booking", lambda: self._cancel_booking(shipment))
 
     async def _cancel_booking(self, shipment: Shipment) -> None:
-        await workflow.execute_activity_method(
+        await workflow.execute_local_activity_method(
             CarrierActivities.cancel_booking,
             BookingRef(order_id=self._state.order_id, booking_id=shipment.booking_id),
             summary=f"Cancel carrier booking {shipment.booking_id}",
@@ -285,7 +296,7 @@ class OrderWorkflow:
                 demand[line.sku] = demand.get(line.sku, 0) + line.quantity
         await asyncio.gather(
             *(
-                workflow.execute_activity_method(
+                workflow.execute_local_activity_method(
                     PurchasingActivities.report_shortage,
                     ReportShortageInput(sku=sku, order_id=self._state.order_id, quantity=quantity),
                     summary=f"Tell purchasing: {sku} needed x {quantity}",
@@ -315,7 +326,7 @@ class OrderWorkflow:
         self._set_status(OrderStatus.FULFILLING, "stock allocated, settling with finance")
         self._notify("confirmed", None)
         try:
-            invoice = await workflow.execute_activity_method(
+            invoice = await workflow.execute_local_activity_method(
                 FinanceActivities.create_invoice,
                 InvoiceInput(
                     order_id=self._state.order_id,
@@ -331,7 +342,7 @@ class OrderWorkflow:
             self._saga.register("void invoice", self._void_invoice)
             self._append_event("invoiced", detail=f"{invoice.invoice_id}: {invoice.total} {invoice.currency}")
             await self._stop_if_cancelled()
-            confirmed = await workflow.execute_activity_method(
+            confirmed = await workflow.execute_local_activity_method(
                 CarrierActivities.confirm_booking,
                 BookingRef(order_id=self._state.order_id, booking_id=self._shipment.booking_id),
                 summary="Book with the carrier: tracking number",
@@ -348,7 +359,7 @@ class OrderWorkflow:
                 summary="Commit reservations: stock leaves the warehouse",
                 **DB_STEP,
             )
-        except ActivityError as error:
+        except FailureError as error:
             await self._fail(error)
         self._saga.clear()
         self._set_status(OrderStatus.SHIPPED, "handed to the carrier", detail=self._shipment.tracking_number)
@@ -368,7 +379,7 @@ class OrderWorkflow:
     async def _void_invoice(self) -> None:
         invoice = self._state.invoice
         assert invoice is not None
-        await workflow.execute_activity_method(
+        await workflow.execute_local_activity_method(
             FinanceActivities.void_invoice,
             InvoiceRef(order_id=self._state.order_id, invoice_id=invoice.invoice_id),
             summary=f"Void invoice {invoice.invoice_id}",
@@ -520,8 +531,8 @@ class OrderWorkflow:
     def _best_effort(self, activity: Any, arg: Any, summary: str) -> None:
         async def attempt() -> None:
             try:
-                await workflow.execute_activity_method(activity, arg, summary=summary, **BEST_EFFORT_STEP)
-            except ActivityError:
+                await workflow.execute_local_activity_method(activity, arg, summary=summary, **BEST_EFFORT_STEP)
+            except FailureError:
                 workflow.logger.warning("best-effort step failed and was left: %s", summary)
 
         self._background.append(asyncio.create_task(attempt()))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import FailureError
 
 
 class Saga:
@@ -26,7 +26,7 @@ class Saga:
             description, undo = self._undo.pop()
             try:
                 await undo()
-            except ActivityError:
+            except FailureError:
                 workflow.logger.exception("compensation failed: %s", description)
                 failed.append(description)
         return failed

@@ -1,0 +1,129 @@
+"""Orders survive the worker process being killed mid-flight, and nothing is done twice.
+
+The worker runs as its own process (`python worker.py`, as in production) and is
+killed with SIGKILL twice while a batch of orders is being allocated and
+settled, then started again. Every order must still be delivered, with exactly
+one invoice and one booking at the outside systems and the stock booked once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.testing import WorkflowEnvironment
+
+from models.tables import OrderRow, ReservationRow
+from tests.stack import OUTSIDE_SYSTEMS, Stack, eventually, running_stack
+
+ROOT = Path(__file__).resolve().parent.parent
+ORDERS = 24
+SKU = "CRASH-1"
+STOCK = 500
+
+
+@asynccontextmanager
+async def worker_process(env: dict[str, str]) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`python worker.py` as production runs it; stopped with SIGTERM on exit unless the test killed it."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "worker.py", cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL
+    )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            # Awaited, not blocked on: the stand-ins serving its last calls run in this event loop.
+            await asyncio.wait_for(process.wait(), timeout=30)
+
+
+async def kill(process: asyncio.subprocess.Process) -> None:
+    process.send_signal(signal.SIGKILL)
+    await process.wait()
+
+
+def worker_environment(stack: Stack) -> dict[str, str]:
+    """What a worker process needs to join the stack: the same server, database, task queue and outside systems."""
+    settings = stack.settings
+    return {
+        **os.environ,
+        "OMS_TEMPORAL_ADDRESS": stack.temporal.service_client.config.target_host,
+        "DATABASE_URL": settings.database_url,
+        "OMS_TASK_QUEUE": settings.task_queue,
+        "OMS_LOG_LEVEL": "WARNING",
+        **{f"OMS_{system.upper()}_URL": getattr(settings, f"{system}_url") for system in OUTSIDE_SYSTEMS},
+    }
+
+
+def order_body(number: int) -> dict[str, object]:
+    return {
+        "customer": {"id": f"crash-{number}", "name": "Crash Test", "email": "c@example.com", "phone": "+3120123456"},
+        "lines": [{"sku": SKU, "quantity": 2, "unit_price": "9.99"}],
+        "shipping_address": {
+            "name": "Crash Test",
+            "line1": "Damrak 1",
+            "city": "Amsterdam",
+            "postal_code": "1012LG",
+            "country": "NL",
+        },
+    }
+
+
+async def test_orders_survive_the_worker_being_killed_twice_and_nothing_happens_twice(
+    dev_server_env: WorkflowEnvironment,
+    database_url: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    task_queue: str,
+) -> None:
+    async with running_stack(
+        dev_server_env.client, database_url, sessionmaker, task_queue, tracking_delay_seconds=0.3, with_worker=False
+    ) as stack:
+        env = worker_environment(stack)
+        await stack.count_stock(SKU, STOCK)
+        # Slow settlement keeps orders in flight when the worker dies.
+        await stack.set_fault("finance", latency_ms=1500)
+        async with worker_process(env) as first:
+            order_ids = await asyncio.gather(*(stack.place_order(order_body(n)) for n in range(ORDERS)))
+
+            async def settling() -> None:
+                # The order rows the workflows write as they go; a query would wait for the busy workflow task.
+                async with sessionmaker() as session:
+                    statuses = set((await session.scalars(select(OrderRow.status))).all())
+                assert "fulfilling" in statuses, statuses
+
+            # Killed part way through: orders are being settled, none has gone past it unnoticed.
+            await eventually(settling, timeout=60, interval=0.2)
+            await kill(first)
+        async with worker_process(env) as second:
+            await asyncio.sleep(4.0)
+            await kill(second)
+        await stack.clear_faults()
+        async with worker_process(env):
+            delivered = await asyncio.gather(
+                *(stack.wait_for_status(order_id, "delivered", timeout=150) for order_id in order_ids)
+            )
+
+        assert {order["status"] for order in delivered} == {"delivered"}
+        invoices = await stack.records("invoices")
+        bookings = await stack.records("bookings")
+        mine = set(order_ids)
+        assert sorted(i["order_id"] for i in invoices if i["order_id"] in mine) == sorted(order_ids)
+        confirmed = [b for b in bookings if b["reference"] in mine and b["status"] != "cancelled"]
+        assert sorted(b["reference"] for b in confirmed) == sorted(order_ids)
+        assert {record["applied"] for record in invoices + bookings} == {1}
+        stock = await stack.stock(SKU)
+        assert (stock["on_hand"], stock["reserved"]) == (STOCK - 2 * ORDERS, 0)
+
+        async def committed_reservations() -> int:
+            async with sessionmaker() as session:
+                statement = select(func.count()).where(ReservationRow.state == "committed")
+                return int(await session.scalar(statement) or 0)
+
+        assert await eventually(committed_reservations, timeout=5) == ORDERS
