@@ -1,136 +1,88 @@
 """Record the histories that the replay test keeps: `python -m tests.histories.record`.
 
 Each scenario runs the real workflows on the time-skipping server against the
-in-memory activities and writes the workflow history as JSON beside this file.
-Record again only when a change is meant to be incompatible (and then guard the
-change with workflow.patched() instead, if orders may be in flight).
+in-memory activities (the workflow tests' harness) and writes the workflow
+history as JSON beside this file. Record again only when no order can be in
+flight with the old code; otherwise guard the change with workflow.patched().
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from models import names
-from models.order import (
-    BackorderPolicy,
-    CancelCommand,
-    OrderInput,
-    OrderState,
-    OrderStatus,
-    ReviewCommand,
-    ReviewDecision,
-    ReviewOutcome,
-    TrackingEvent,
-    TrackingStatus,
-)
+from models.order import CancelCommand, OrderStatus, ReviewCommand, ReviewDecision, ReviewOutcome
 from models.purchasing import ReplenishmentInput, ShortageReport, StockReceived
 from tests.conftest import BIN, register_search_attributes
 from tests.fakes import FakeSystems, refusal
-from tests.test_order_workflow import order_request
+from tests.test_order_workflow import Harness
 from workflows.order import OrderWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
 
 HERE = Path(__file__).parent
 TASK_QUEUE = "record-histories"
-Scenario = Callable[[Client, FakeSystems], Awaitable[WorkflowHandle]]  # type: ignore[type-arg]
+Scenario = Callable[[Harness], Awaitable[WorkflowHandle]]  # type: ignore[type-arg]
 
 
-async def until(handle: WorkflowHandle, status: OrderStatus) -> None:  # type: ignore[type-arg]
-    for _ in range(500):
-        if (await handle.query(OrderWorkflow.status)).status == status:
-            return
-        await asyncio.sleep(0.02)
-    raise RuntimeError(f"never reached {status}")
-
-
-async def start(client: Client, policy: BackorderPolicy = BackorderPolicy.WAIT) -> WorkflowHandle:  # type: ignore[type-arg]
-    order_id = str(uuid.uuid4())
-    return await client.start_workflow(
-        OrderWorkflow.run,
-        OrderInput(order_id=order_id, request=order_request(policy)),
-        id=names.order_workflow_id(order_id),
-        task_queue=TASK_QUEUE,
-    )
-
-
-async def deliver(handle: WorkflowHandle) -> None:  # type: ignore[type-arg]
-    await until(handle, OrderStatus.SHIPPED)
-    state: OrderState = await handle.query(OrderWorkflow.status)
-    for number, status in enumerate((TrackingStatus.IN_TRANSIT, TrackingStatus.DELIVERED)):
-        await handle.signal(
-            OrderWorkflow.tracking_event,
-            TrackingEvent(
-                event_id=f"ev-{number}",
-                order_id=state.order_id,
-                tracking_number="TRK",
-                status=status,
-                at=datetime.now(UTC),
-            ),
-        )
-    await handle.result()
-
-
-async def delivered(client: Client, fakes: FakeSystems) -> WorkflowHandle:  # type: ignore[type-arg]
-    handle = await start(client)
-    await deliver(handle)
+async def delivered(harness: Harness) -> WorkflowHandle:  # type: ignore[type-arg]
+    handle = await harness.start()
+    await harness.deliver(handle)
     return handle
 
 
-async def approved_by_operator(client: Client, fakes: FakeSystems) -> WorkflowHandle:  # type: ignore[type-arg]
-    fakes.review = ReviewOutcome(decision=ReviewDecision.MANUAL, reasons=["total above threshold"])
-    handle = await start(client)
-    await until(handle, OrderStatus.PENDING_REVIEW)
+async def approved_by_operator(harness: Harness) -> WorkflowHandle:  # type: ignore[type-arg]
+    harness.fakes.review = ReviewOutcome(decision=ReviewDecision.MANUAL, reasons=["total above threshold"])
+    handle = await harness.start()
+    await harness.until(handle, OrderStatus.PENDING_REVIEW)
     await handle.execute_update(OrderWorkflow.approve, ReviewCommand(note="ok", actor="op-1"))
-    await deliver(handle)
+    await harness.deliver(handle)
     return handle
 
 
-async def backordered_then_restocked(client: Client, fakes: FakeSystems) -> WorkflowHandle:  # type: ignore[type-arg]
-    fakes.stock["TEE-2"] = 0
-    handle = await start(client)
-    await until(handle, OrderStatus.BACKORDERED)
-    fakes.stock["TEE-2"] = 3
+async def backordered_then_restocked(harness: Harness) -> WorkflowHandle:  # type: ignore[type-arg]
+    harness.fakes.stock["TEE-2"] = 0
+    handle = await harness.start()
+    await harness.until(handle, OrderStatus.BACKORDERED)
+    harness.fakes.stock["TEE-2"] = 3
     await handle.signal(OrderWorkflow.restock)
-    await deliver(handle)
+    await harness.deliver(handle)
     return handle
 
 
-async def cancelled_while_backordered(client: Client, fakes: FakeSystems) -> WorkflowHandle:  # type: ignore[type-arg]
-    fakes.stock["TEE-2"] = 0
-    handle = await start(client)
-    await until(handle, OrderStatus.BACKORDERED)
+async def cancelled_while_backordered(harness: Harness) -> WorkflowHandle:  # type: ignore[type-arg]
+    harness.fakes.stock["TEE-2"] = 0
+    handle = await harness.start()
+    await harness.until(handle, OrderStatus.BACKORDERED)
     await handle.execute_update(OrderWorkflow.cancel, CancelCommand(reason="changed mind"))
     await handle.result()
     return handle
 
 
-async def failed_after_invoicing(client: Client, fakes: FakeSystems) -> WorkflowHandle:  # type: ignore[type-arg]
-    fakes.fail["confirm_booking"] = refusal("BookingRefused")
-    handle = await start(client)
+async def failed_after_invoicing(harness: Harness) -> WorkflowHandle:  # type: ignore[type-arg]
+    harness.fakes.fail["confirm_booking"] = refusal("BookingRefused")
+    handle = await harness.start()
     await handle.result()
     return handle
 
 
-async def replenishment(client: Client, fakes: FakeSystems) -> WorkflowHandle:  # type: ignore[type-arg]
-    fakes.stock["LAMP-4"] = 0
-    handle = await client.start_workflow(
+async def replenishment(harness: Harness) -> WorkflowHandle:  # type: ignore[type-arg]
+    harness.fakes.stock["LAMP-4"] = 0
+    handle = await harness.env.client.start_workflow(
         ReplenishmentWorkflow.run,
         ReplenishmentInput(sku="LAMP-4"),
         id=names.replenishment_workflow_id("LAMP-4"),
-        task_queue=TASK_QUEUE,
+        task_queue=harness.task_queue,
     )
     for order_id, quantity in (("o-1", 2), ("o-2", 5)):
         await handle.signal(ReplenishmentWorkflow.shortage, ShortageReport(order_id=order_id, quantity=quantity))
-    fakes.stock["LAMP-4"] = 3
+    harness.fakes.stock["LAMP-4"] = 3
     await handle.signal(
         ReplenishmentWorkflow.stock_received, StockReceived(receipt_id="r-1", warehouse="W", quantity=3)
     )
@@ -166,7 +118,7 @@ async def main() -> None:
                 workflows=[OrderWorkflow, ReplenishmentWorkflow],
                 activities=fakes.activities(),
             ):
-                handle = await scenario(env.client, fakes)
+                handle = await scenario(Harness(env, TASK_QUEUE, fakes))
                 history = await handle.fetch_history()
             (HERE / f"{name}.json").write_text(history.to_json())
             print(f"recorded {name}: {len(history.events)} events")
