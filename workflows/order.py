@@ -93,7 +93,7 @@ class OrderWorkflow:
         except OrderClosed:
             pass
         await workflow.wait_condition(workflow.all_handlers_finished)
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await self._finish_background_steps()
         return self._state
 
     # ---- Operators, the API and the carrier talk to the order through these. ----
@@ -151,7 +151,6 @@ class OrderWorkflow:
     # ---- The business process, step by step. ----
 
     async def _record_order(self) -> None:
-        self._upsert_search_attributes()
         await workflow.execute_local_activity_method(
             OrderRecordActivities.record_order,
             RecordOrderInput(
@@ -397,7 +396,6 @@ class OrderWorkflow:
                 self._append_event("flagged for an operator", actor="timer", detail=self._state.needs_attention)
             while self._tracking_inbox:
                 self._apply_tracking(self._tracking_inbox.pop(0))
-        await self._drain_status_writes()
 
     def _apply_tracking(self, event: TrackingEvent) -> None:
         self._shipment.status = event.status.value
@@ -443,7 +441,7 @@ class OrderWorkflow:
         self._set_status(status, event, actor=actor, detail=detail)
         if status == OrderStatus.CANCELLED:
             self._notify("cancelled", detail)
-        await self._drain_status_writes()
+        await self._finish_background_steps()
         raise OrderClosed()
 
     async def _fail(self, error: BaseException) -> None:
@@ -481,7 +479,7 @@ class OrderWorkflow:
             )
         )
 
-    async def _drain_status_writes(self) -> None:
+    async def _finish_background_steps(self) -> None:
         await asyncio.gather(*self._background, return_exceptions=True)
 
     def _upsert_search_attributes(self) -> None:
