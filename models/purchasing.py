@@ -36,6 +36,8 @@ class ReplenishmentInput(BaseModel):
     sku: str
     # State carried over continue-as-new.
     waiting: list[WaitingOrder] = []
+    # The run continues as new once its history is this long (or the server suggests it).
+    max_history_events: int = 2_000
 
 
 class ReportShortageInput(BaseModel):

@@ -25,8 +25,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.options import DB_STEP, EXTERNAL_STEP
 
-# Continue as new well before the server's limits; each message costs a handful of events.
-MAX_HISTORY_EVENTS = 2_000
 
 Message = ShortageReport | StockReceived | Withdrawal
 
@@ -36,6 +34,7 @@ class ReplenishmentWorkflow:
     @workflow.init
     def __init__(self, replenishment: ReplenishmentInput) -> None:
         self._sku = replenishment.sku
+        self._max_history_events = replenishment.max_history_events
         self._waiting: list[WaitingOrder] = list(replenishment.waiting)
         self._inbox: list[Message] = []
 
@@ -48,7 +47,11 @@ class ReplenishmentWorkflow:
             if self._history_is_long():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 if not self._inbox:
-                    workflow.continue_as_new(ReplenishmentInput(sku=self._sku, waiting=self._waiting))
+                    workflow.continue_as_new(
+                        ReplenishmentInput(
+                            sku=self._sku, waiting=self._waiting, max_history_events=self._max_history_events
+                        )
+                    )
 
     @workflow.signal(name=names.SIGNAL_SHORTAGE)
     def shortage(self, report: ShortageReport) -> None:
@@ -135,4 +138,4 @@ class ReplenishmentWorkflow:
 
     def _history_is_long(self) -> bool:
         info = workflow.info()
-        return info.is_continue_as_new_suggested() or info.get_current_history_length() > MAX_HISTORY_EVENTS
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() > self._max_history_events

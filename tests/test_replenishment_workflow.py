@@ -1,0 +1,106 @@
+"""The per-SKU replenishment workflow, on the time-skipping server with its steps faked and counted."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from models import names
+from models.purchasing import ReplenishmentInput, ShortageReport, StockReceived, WaitingOrder, Withdrawal
+from tests.fakes import FakeSystems
+from workflows.replenishment import ReplenishmentWorkflow
+
+Replenishment = WorkflowHandle[ReplenishmentWorkflow, None]
+
+
+@pytest.fixture
+async def fakes(time_skipping_env: WorkflowEnvironment, task_queue: str) -> AsyncIterator[FakeSystems]:
+    fakes = FakeSystems()
+    async with Worker(
+        time_skipping_env.client,
+        task_queue=task_queue,
+        workflows=[ReplenishmentWorkflow],
+        activities=fakes.activities(),
+    ):
+        yield fakes
+
+
+async def start(client: Client, task_queue: str, **options: int) -> Replenishment:
+    sku = f"SKU-{uuid.uuid4().hex[:8]}"
+    return await client.start_workflow(
+        ReplenishmentWorkflow.run,
+        ReplenishmentInput(sku=sku, **options),
+        id=names.replenishment_workflow_id(sku),
+        task_queue=task_queue,
+    )
+
+
+async def demand_becomes(handle: Replenishment, check: Callable[[list[WaitingOrder]], bool]) -> list[WaitingOrder]:
+    for _ in range(300):
+        waiting = await handle.query(ReplenishmentWorkflow.demand)
+        if check(waiting):
+            return waiting
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"demand is {waiting}")
+
+
+async def test_stock_wakes_waiting_orders_first_come_first_served_as_far_as_it_covers(
+    time_skipping_env: WorkflowEnvironment, task_queue: str, fakes: FakeSystems
+) -> None:
+    handle = await start(time_skipping_env.client, task_queue)
+    sku = handle.id.removeprefix("replenish-")
+    for order_id, quantity in (("o-1", 2), ("o-2", 5), ("o-3", 1)):
+        await handle.signal(ReplenishmentWorkflow.shortage, ShortageReport(order_id=order_id, quantity=quantity))
+    await demand_becomes(handle, lambda waiting: len(waiting) == 3)
+    assert fakes.calls["notify_purchasing"] == 3
+
+    # 3 units cover o-1 (2) but not o-2 (5); o-3 must not overtake o-2.
+    fakes.stock[sku] = 3
+    await handle.signal(
+        ReplenishmentWorkflow.stock_received, StockReceived(receipt_id="r-1", warehouse="W", quantity=3)
+    )
+    waiting = await demand_becomes(handle, lambda waiting: len(waiting) == 2)
+
+    assert [w.order_id for w in waiting] == ["o-2", "o-3"]
+    await handle.terminate("test finished")
+
+
+async def test_a_withdrawn_order_no_longer_waits(
+    time_skipping_env: WorkflowEnvironment, task_queue: str, fakes: FakeSystems
+) -> None:
+    handle = await start(time_skipping_env.client, task_queue)
+    await handle.signal(ReplenishmentWorkflow.shortage, ShortageReport(order_id="o-1", quantity=2))
+    await handle.signal(ReplenishmentWorkflow.shortage, ShortageReport(order_id="o-2", quantity=1))
+    await handle.signal(ReplenishmentWorkflow.withdraw, Withdrawal(order_id="o-1"))
+
+    waiting = await demand_becomes(handle, lambda waiting: [w.order_id for w in waiting] == ["o-2"])
+
+    assert waiting[0].quantity == 1
+    await handle.terminate("test finished")
+
+
+async def test_a_long_history_continues_as_new_keeping_the_waiting_orders(
+    time_skipping_env: WorkflowEnvironment, task_queue: str, fakes: FakeSystems
+) -> None:
+    handle = await start(time_skipping_env.client, task_queue, max_history_events=40)
+    first_run = (await handle.describe()).run_id
+    for number in range(12):
+        await handle.signal(ReplenishmentWorkflow.shortage, ShortageReport(order_id=f"o-{number}", quantity=1))
+
+    latest = time_skipping_env.client.get_workflow_handle_for(ReplenishmentWorkflow.run, handle.id)
+    for _ in range(300):
+        if (await latest.describe()).run_id != first_run:
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("the workflow never continued as new")
+
+    waiting = await demand_becomes(latest, lambda waiting: len(waiting) == 12)
+    assert [w.order_id for w in waiting] == [f"o-{number}" for number in range(12)]
+    await latest.terminate("test finished")
