@@ -56,7 +56,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.saga import Saga
 
 
-class OrderClosed(Exception):
+class ProcessEnded(Exception):
     """Leaves the business process once the order has reached a final status before delivery."""
 
 
@@ -90,7 +90,7 @@ class OrderWorkflow:
             await self._allocate_stock_and_prepare_shipping()
             await self._settle_and_ship()
             await self._await_delivery()
-        except OrderClosed:
+        except ProcessEnded:
             pass
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._finish_background_steps()
@@ -442,7 +442,7 @@ class OrderWorkflow:
         if status == OrderStatus.CANCELLED:
             self._notify("cancelled", detail)
         await self._finish_background_steps()
-        raise OrderClosed()
+        raise ProcessEnded()
 
     async def _fail(self, error: BaseException) -> None:
         cause = error.cause if isinstance(error, ActivityError) and error.cause else error
