@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from models.order import OrderRequest, ReviewDecision, ReviewOutcome
-from models.records import ReviewInput, ReviewResult
+from models.records import ReviewInput
 from models.tables import CustomerFlagRow, SkuRow
 from settings import Settings
 
@@ -44,7 +44,7 @@ class ReviewActivities:
         self._settings = settings
 
     @activity.defn
-    async def review_order(self, request: ReviewInput) -> ReviewResult:
+    async def review_order(self, request: ReviewInput) -> ReviewOutcome:
         order = request.request
         async with self._sessionmaker() as session:
             rejections = self._contact_problems(order) + await self._catalogue_problems(session, order)

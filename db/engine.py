@@ -9,29 +9,31 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+# The driver for each database, by whether the caller is async (the app) or not (migrations).
+DRIVERS = {
+    ("postgresql", True): "postgresql+psycopg",
+    ("postgresql", False): "postgresql+psycopg",
+    ("sqlite", True): "sqlite+aiosqlite",
+    ("sqlite", False): "sqlite",
+}
+
+
+def _with_driver(url: str, asynchronous: bool) -> str:
+    parsed = make_url(url)
+    driver = DRIVERS.get((parsed.get_backend_name(), asynchronous))
+    if driver is None:
+        raise ValueError(f"unsupported database: {parsed.get_backend_name()}")
+    return parsed.set(drivername=driver).render_as_string(hide_password=False)
+
 
 def async_url(url: str) -> str:
     """The driver-qualified URL for the async engine: psycopg 3 for PostgreSQL, aiosqlite for SQLite."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "postgresql":
-        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    if parsed.get_backend_name() == "sqlite":
-        return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
-    raise ValueError(f"unsupported database: {parsed.get_backend_name()}")
+    return _with_driver(url, asynchronous=True)
 
 
 def sync_url(url: str) -> str:
     """The driver-qualified URL for migrations, which run synchronously."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "postgresql":
-        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    if parsed.get_backend_name() == "sqlite":
-        return parsed.set(drivername="sqlite").render_as_string(hide_password=False)
-    raise ValueError(f"unsupported database: {parsed.get_backend_name()}")
-
-
-def is_sqlite(engine: AsyncEngine) -> bool:
-    return engine.dialect.name == "sqlite"
+    return _with_driver(url, asynchronous=False)
 
 
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:

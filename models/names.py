@@ -43,10 +43,3 @@ def order_workflow_id(order_id: str) -> str:
 
 def replenishment_workflow_id(sku: str) -> str:
     return f"replenish-{sku}"
-
-
-def order_id_from_workflow_id(workflow_id: str) -> str:
-    prefix = "order-"
-    if not workflow_id.startswith(prefix):
-        raise ValueError(f"not an order workflow id: {workflow_id!r}")
-    return workflow_id[len(prefix) :]

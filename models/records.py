@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from models.order import OrderRequest, OrderState, ReviewOutcome, TimelineEvent
+from models.order import OrderRequest, OrderState, TimelineEvent
 
 
 class RecordOrderInput(BaseModel):
@@ -26,6 +26,3 @@ class StatusChangeInput(BaseModel):
 class ReviewInput(BaseModel):
     order_id: str
     request: OrderRequest
-
-
-ReviewResult = ReviewOutcome
