@@ -113,7 +113,7 @@ class OrderRow(Base):
         Index("ix_orders_customer_created", "customer_id", "created_at"),
     )
     order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    workflow_id: Mapped[str] = mapped_column(String(80), unique=True)
+    workflow_id: Mapped[str] = mapped_column(String(80))
     customer_id: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(20))
     total: Mapped[Decimal] = mapped_column(Numeric(14, 2))
