@@ -13,6 +13,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from models import names
 
 DEV_CREDENTIAL = "local-dev-credential"
+# Development-only secrets; production refuses to start with any of them.
+DEV_API_KEY_HASH_SECRET = "local-dev-api-key-hash-secret"
+DEV_WEBHOOK_SECRET = "local-dev-webhook-secret"
 
 
 class Settings(BaseSettings):
@@ -52,6 +55,34 @@ class Settings(BaseSettings):
     http_timeout_seconds: float = 5.0
     http_max_connections: int = 100
 
+    # API keys: stored as HMAC-SHA256 under this secret; the bootstrap key is made an admin key at start-up.
+    api_key_hash_secret: str = DEV_API_KEY_HASH_SECRET
+    bootstrap_admin_key: str | None = None
+    # Brute force: this many failed authentications from one source within the window block it for a while.
+    auth_failure_limit: int = 10
+    auth_failure_window_seconds: float = 60.0
+    auth_block_seconds: float = 300.0
+    # POST /orders per API key per minute.
+    order_rate_limit_per_minute: int = 600
+
+    # Encryption of Temporal payloads and personal data in the database: a JSON keyring file
+    # ({"active": id, "keys": {id: base64 of 32 bytes}}), or the same JSON in OMS_ENCRYPTION_KEYS.
+    encryption_key_file: str = "data/encryption-keys.json"
+    encryption_keys: str | None = None
+    # Browser origins (the Temporal UI) allowed to call the codec endpoint.
+    codec_cors_origins: Annotated[list[str], NoDecode] = ["http://127.0.0.1:8233", "http://localhost:8233"]
+
+    # Webhooks: the carrier signs its tracking events with this secret; outbound purchasing
+    # notices are signed with another. Deliveries older than the tolerance are refused.
+    carrier_webhook_secret: str = DEV_WEBHOOK_SECRET
+    purchasing_webhook_secret: str = DEV_WEBHOOK_SECRET
+    webhook_tolerance_seconds: int = 300
+    # Hosts (names, addresses or CIDR networks) subscriptions may target although they are private.
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = []
+
+    # Requests: the largest body accepted, in bytes.
+    max_body_bytes: int = 65_536
+
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     # How long the API waits for an order workflow to answer a query or an update.
@@ -60,16 +91,23 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _split_lists(cls, data: dict[str, object]) -> dict[str, object]:
-        value = data.get("warehouse_priority")
-        if isinstance(value, str):
-            data["warehouse_priority"] = [code.strip() for code in value.split(",") if code.strip()]
+        for name in ("warehouse_priority", "codec_cors_origins", "webhook_allowed_hosts"):
+            value = data.get(name)
+            if isinstance(value, str):
+                data[name] = [item.strip() for item in value.split(",") if item.strip()]
         return data
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.environment == "production":
-            if self.external_api_key == DEV_CREDENTIAL:
-                raise ValueError("OMS_EXTERNAL_API_KEY must be set in production")
+            for name, development_value in (
+                ("external_api_key", DEV_CREDENTIAL),
+                ("api_key_hash_secret", DEV_API_KEY_HASH_SECRET),
+                ("carrier_webhook_secret", DEV_WEBHOOK_SECRET),
+                ("purchasing_webhook_secret", DEV_WEBHOOK_SECRET),
+            ):
+                if getattr(self, name) == development_value:
+                    raise ValueError(f"OMS_{name.upper()} must be set in production")
             if self.database_url.startswith("sqlite"):
                 raise ValueError("DATABASE_URL must point at PostgreSQL in production")
         return self

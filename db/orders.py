@@ -219,18 +219,22 @@ async def list_orders(
     return OrderPage(items=items, next_cursor=next_cursor)
 
 
-async def claim_idempotency_key(session: AsyncSession, key: str, request_hash: str, order_id: str) -> str:
-    """The order id that owns the key: `order_id` if this call claimed it, the earlier one otherwise."""
+async def claim_idempotency_key(
+    session: AsyncSession, key: str, request_hash: str, order_id: str, owner: str = ""
+) -> str:
+    """The order id that holds `owner`'s key: `order_id` if this call claimed it, the earlier one otherwise."""
     claim = dialect_insert(session, IdempotencyKeyRow).values(
-        key=key, request_hash=request_hash, order_id=order_id, created_at=datetime.now(UTC)
+        owner=owner, key=key, request_hash=request_hash, order_id=order_id, created_at=datetime.now(UTC)
     )
     # A concurrent claim of the same key waits on the unique index and then does nothing.
-    await session.execute(claim.on_conflict_do_nothing(index_elements=["key"]))
-    owner = (
+    await session.execute(claim.on_conflict_do_nothing(index_elements=["owner", "key"]))
+    holder = (
         await session.execute(
-            select(IdempotencyKeyRow.request_hash, IdempotencyKeyRow.order_id).where(IdempotencyKeyRow.key == key)
+            select(IdempotencyKeyRow.request_hash, IdempotencyKeyRow.order_id).where(
+                IdempotencyKeyRow.owner == owner, IdempotencyKeyRow.key == key
+            )
         )
     ).one()
-    if owner.request_hash != request_hash:
-        raise IdempotencyConflict(key, owner.order_id)
-    return str(owner.order_id)
+    if holder.request_hash != request_hash:
+        raise IdempotencyConflict(key, holder.order_id)
+    return str(holder.order_id)

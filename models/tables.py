@@ -111,17 +111,22 @@ class OrderRow(Base):
         Index("ix_orders_created", "created_at", "order_id"),
         Index("ix_orders_status_created", "status", "created_at"),
         Index("ix_orders_customer_created", "customer_id", "created_at"),
+        Index("ix_orders_client_created", "client_id", "created_at"),
     )
     order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     workflow_id: Mapped[str] = mapped_column(String(80))
+    # The API client that placed the order (null for staff); clients see only their own orders.
+    client_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     customer_id: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(20))
     total: Mapped[Decimal] = mapped_column(Numeric(14, 2))
     currency: Mapped[str] = mapped_column(String(3))
     # The last timeline entry written; status changes arriving out of order or twice are ignored.
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
-    # The order as the workflow last reported it (models.order.OrderState as JSON).
+    # The order as the workflow last reported it (models.order.OrderState as JSON), without
+    # the customer's personal data, which `pii` holds encrypted (security.fields).
     state: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    pii: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -150,9 +155,11 @@ class OrderEventRow(Base):
 
 
 class IdempotencyKeyRow(Base):
-    """Client Idempotency-Key of POST /orders → the one order it created."""
+    """Client Idempotency-Key of POST /orders → the one order it created; keys are per caller."""
 
     __tablename__ = "idempotency_keys"
+    # The API client the key belongs to ("" for staff keys), so two clients' keys never meet.
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     request_hash: Mapped[str] = mapped_column(String(64))
     order_id: Mapped[str] = mapped_column(String(64))
@@ -169,3 +176,84 @@ class ShortageRow(Base):
     quantity: Mapped[int] = mapped_column(Integer)
     since: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ApiKeyRow(Base):
+    """An API key: only its keyed hash is kept; the key itself is shown once, at creation."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint("role IN ('client', 'operator', 'purchasing', 'admin')", name="role_known"),
+        CheckConstraint("role <> 'client' OR client_id IS NOT NULL", name="client_has_client_id"),
+    )
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(20))
+    client_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # HMAC-SHA256 of the secret part under the server's hashing secret, hex.
+    key_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    locked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class AuditRow(Base):
+    """Append-only record of every mutating request and every failed authentication."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_at", "at"),
+        Index("ix_audit_log_key_at", "key_id", "at"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    actor: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    role: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    action: Mapped[str] = mapped_column(String(100))
+    target: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    outcome: Mapped[str] = mapped_column(String(20))
+    status_code: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class WebhookDeliveryRow(Base):
+    """Signatures of inbound webhook deliveries already accepted, so a replayed one is refused."""
+
+    __tablename__ = "webhook_deliveries"
+    signature: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class WebhookSubscriptionRow(Base):
+    """An outside URL told about order events, signed with its own secret (kept encrypted)."""
+
+    __tablename__ = "webhook_subscriptions"
+    subscription_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    # Order statuses to send; empty means all.
+    events: Mapped[list[str]] = mapped_column(JSON)
+    secret: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class WebhookOutboxRow(Base):
+    """An order event waiting to be delivered to one subscription; written with the status change."""
+
+    __tablename__ = "webhook_outbox"
+    __table_args__ = (
+        UniqueConstraint("subscription_id", "order_id", "seq", name="uq_webhook_outbox_event"),
+        Index("ix_webhook_outbox_due", "delivered_at", "next_attempt_at"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("webhook_subscriptions.subscription_id"))
+    order_id: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
