@@ -1,36 +1,48 @@
-"""Who is calling: API keys, roles and the dependency routes use to require a role.
+"""Who is calling: every route but health and the docs requires an API key of an allowed role.
 
-Interface used by every router: `Depends(require_role(Role.OPERATOR))` answers 401 for a
-missing, unknown, revoked or locked key, 403 for a key whose role may not call the route
-(admins may call everything), and hands the route the caller's `Principal`.
+`Depends(require_role(Role.OPERATOR))` answers 401 for a missing, malformed, unknown, revoked
+or locked key (never saying which), 403 for a key whose role may not call the route (admins
+may call everything), and hands the route the caller's `Principal`, also kept on
+`request.state.principal` for the audit log.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from enum import StrEnum
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.deps import SessionmakerDep, SettingsDep
+from api.errors import Forbidden, Unauthenticated
+from security.api_keys import Principal, Role, authenticate
+
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer oms_…`")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-class Role(StrEnum):
-    CLIENT = "client"
-    OPERATOR = "operator"
-    PURCHASING = "purchasing"
-    ADMIN = "admin"
-
-
-@dataclass(frozen=True)
-class Principal:
-    key_id: str
-    name: str
-    role: Role
-    client_id: str | None = None
-
-    @property
-    def owner(self) -> str:
-        """Scope of what this caller owns: its client id, or "" for staff keys."""
-        return self.client_id or "" if self.role == Role.CLIENT else ""
+async def current_principal(
+    request: Request, credentials: Credentials, sessionmaker: SessionmakerDep, settings: SettingsDep
+) -> Principal:
+    """The caller behind the request's key; 401 without a usable one."""
+    principal = None
+    if credentials is not None:
+        async with sessionmaker() as session:
+            principal = await authenticate(session, credentials.credentials, hash_secret=settings.api_key_hash_secret)
+    if principal is None:
+        raise Unauthenticated()
+    request.state.principal = principal
+    return principal
 
 
 def require_role(*roles: Role) -> Callable[..., Awaitable[Principal]]:
-    raise NotImplementedError
+    """A dependency admitting keys of `roles` and admin keys."""
+    allowed = frozenset(roles) | {Role.ADMIN}
+
+    async def admitted(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+        if principal.role not in allowed:
+            raise Forbidden(principal.role.value)
+        return principal
+
+    return admitted

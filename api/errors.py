@@ -22,11 +22,29 @@ class ApiError(Exception):
     """A refusal the API explains to the caller; subclasses fix the status code."""
 
     status_code = status.HTTP_500_INTERNAL_SERVER_ERROR
+    headers: dict[str, str] = {}
 
     def __init__(self, detail: str, *, retry_after: int | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
         self.retry_after = retry_after
+
+
+class Unauthenticated(ApiError):
+    """No usable API key: missing, malformed, unknown, revoked or locked (never said which)."""
+
+    status_code = status.HTTP_401_UNAUTHORIZED
+    headers = {"WWW-Authenticate": "Bearer"}
+
+    def __init__(self) -> None:
+        super().__init__("a valid API key is required: Authorization: Bearer <key>")
+
+
+class Forbidden(ApiError):
+    status_code = status.HTTP_403_FORBIDDEN
+
+    def __init__(self, role: str) -> None:
+        super().__init__(f"a {role} key may not do this")
 
 
 class OrderNotFound(ApiError):
@@ -67,14 +85,18 @@ _DOMAIN_ERRORS: list[tuple[type[Exception], int, str | None]] = [
 ]
 
 
-def _detail(status_code: int, detail: str, retry_after: int | None = None) -> JSONResponse:
-    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+def _detail(
+    status_code: int, detail: str, retry_after: int | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    headers = dict(headers or {})
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
     return JSONResponse({"detail": detail}, status_code=status_code, headers=headers)
 
 
 async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return _detail(exc.status_code, exc.detail, exc.retry_after)
+    return _detail(exc.status_code, exc.detail, exc.retry_after, exc.headers)
 
 
 def _domain_handler(
