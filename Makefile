@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint format clean
+.PHONY: install run test bench lint format clean
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,10 @@ format: install
 
 test: install lint
 	TEST_DATABASE_URL="$$(scripts/test-postgres.sh)" $(BIN)/pytest
+
+# Orders per second against bare Temporal workflows on the same server; see bench/run.py --help.
+bench: install
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

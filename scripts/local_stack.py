@@ -72,6 +72,8 @@ class StackConfig:
     temporal_ui_port: int
     api_port: int
     standins_port: int
+    # Benchmarks compare against a server keeping nothing on disk.
+    temporal_in_memory: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> StackConfig:
@@ -180,8 +182,11 @@ class LocalStack:
             str(BIN / "temporal"),
             "server",
             "start-dev",
-            "--db-filename",
-            str(self.config.data_dir / "temporal.sqlite3"),
+            *(
+                []
+                if self.config.temporal_in_memory
+                else ["--db-filename", str(self.config.data_dir / "temporal.sqlite3")]
+            ),
             "--ip",
             "127.0.0.1",
             "--port",

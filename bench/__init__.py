@@ -1,0 +1,1 @@
+"""`make bench`: the order path measured against bare Temporal workflows on the same server."""
