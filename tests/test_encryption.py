@@ -407,3 +407,18 @@ async def test_an_empty_codec_request_gets_an_empty_answer() -> None:
 async def test_a_codec_body_of_another_shape_is_refused_as_a_bad_request(body: Any) -> None:
     with pytest.raises(CodecRequestError):
         await decode_codec_body(EncryptionCodec(Keyring.generate("k1")), body)
+
+
+@pytest.mark.parametrize("command", [["worker.py"], ["-m", "api"]], ids=["worker", "api"])
+def test_the_worker_and_the_api_refuse_to_start_without_keys_saying_where_they_looked(
+    tmp_path: Path, command: list[str]
+) -> None:
+    absent = tmp_path / "keys.json"
+    env = {name: value for name, value in os.environ.items() if not name.startswith("OMS_")}
+    env["OMS_ENCRYPTION_KEY_FILE"] = str(absent)
+
+    result = subprocess.run([sys.executable, *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 1
+    assert f"no encryption keys: {absent} does not exist" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
