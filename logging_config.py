@@ -5,14 +5,23 @@ our code, from the Temporal SDK or from uvicorn carries the same keys: an ISO UT
 timestamp, the level, the logger name, and whatever order_id/workflow_id the code
 bound with ``structlog.contextvars.bind_contextvars``. Lines are JSON when stdout
 is not a terminal (containers, CI, log shippers) and coloured text on a terminal.
+
+Customer data never reaches a log line: just before rendering, every event (its
+message, fields, nested dicts, models and exception text) goes through
+``mask_personal_data``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 import sys
+from collections.abc import Mapping
+from typing import Any, TextIO
 
 import structlog
+from pydantic import BaseModel
 from structlog.typing import EventDict, Processor
 
 # Marks the root handler this module installs, so a second call replaces it
@@ -30,6 +39,78 @@ def _drop_color_message(_logger: object, _method: str, event_dict: EventDict) ->
     return event_dict
 
 
+REDACTED = "[redacted]"
+# Fields whose values are personal wherever they appear, matched without regard to case.
+PERSONAL_KEYS = frozenset(
+    {
+        "email",
+        "phone",
+        "address",
+        "shipping_address",
+        "billing_address",
+        "line1",
+        "line2",
+        "postal_code",
+        "national_id",
+        "payment_token",
+        "customer_name",
+        "recipient_name",
+        "full_name",
+        "first_name",
+        "last_name",
+    }
+)
+PERSONAL_SUFFIXES = ("_email", "_phone", "_address", "_postal_code", "_national_id", "_payment_token")
+# "name" is personal only where it names a person or an address, not a logger, a SKU or a step.
+PERSON_HOLDERS = frozenset({"customer", "recipient", "contact", "person"})
+EMAIL_IN_TEXT = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+
+
+def mask_personal_data(_logger: object, _method: str, event_dict: EventDict) -> EventDict:
+    """Replace customers' personal data in a log event: by field name (email, phone, a customer's name,
+    addresses and their lines, postal codes, national ids, payment tokens), at any depth, and any
+    e-mail address written into text."""
+    masked: EventDict = _mask_mapping(event_dict, holder=None)
+    return masked
+
+
+def _is_personal(key: str) -> bool:
+    key = key.lower()
+    return key in PERSONAL_KEYS or key.endswith(PERSONAL_SUFFIXES)
+
+
+def _mask_mapping(mapping: Mapping[Any, Any], holder: str | None) -> dict[Any, Any]:
+    # A mapping that holds contact details or address lines describes a person: its name is theirs.
+    names_a_person = (holder or "").lower() in PERSON_HOLDERS or any(
+        isinstance(key, str) and _is_personal(key) for key in mapping
+    )
+    masked = {}
+    for key, value in mapping.items():
+        if isinstance(key, str) and (_is_personal(key) or (names_a_person and key.lower() == "name")):
+            masked[key] = REDACTED if value is not None else None
+        else:
+            masked[key] = _mask(value, holder=key if isinstance(key, str) else None)
+    return masked
+
+
+def _mask(value: Any, holder: str | None) -> Any:
+    if isinstance(value, str):
+        return EMAIL_IN_TEXT.sub(REDACTED, value) if "@" in value else value
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, Mapping):
+        return _mask_mapping(value, holder)
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_mask(item, holder) for item in value]
+    if isinstance(value, BaseModel):
+        return _mask_mapping(value.model_dump(mode="json"), holder)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _mask_mapping(dataclasses.asdict(value), holder)
+    # Anything else is rendered by its repr; an e-mail address in it is masked all the same.
+    text = repr(value)
+    return EMAIL_IN_TEXT.sub(REDACTED, text) if "@" in text else value
+
+
 def _shared_processors() -> list[Processor]:
     return [
         structlog.contextvars.merge_contextvars,
@@ -41,14 +122,15 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
-def configure_logging(level: str = "INFO", json: bool | None = None) -> None:
-    """Route structlog and stdlib logging through one formatter writing to stdout.
+def configure_logging(level: str = "INFO", json: bool | None = None, stream: TextIO | None = None) -> None:
+    """Route structlog and stdlib logging through one formatter writing to `stream` (stdout by default).
 
     ``json=None`` picks JSON lines unless stdout is a terminal. Safe to call more
     than once: the last call wins and no handler is added twice.
     """
+    stream = stream or sys.stdout
     if json is None:
-        json = not sys.stdout.isatty()
+        json = not stream.isatty()
     shared = _shared_processors()
 
     structlog.configure(
@@ -66,16 +148,18 @@ def configure_logging(level: str = "INFO", json: bool | None = None) -> None:
         cache_logger_on_first_use=True,
     )
 
-    renderer: Processor
-    final: list[Processor] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
-    if json:
-        final.append(structlog.processors.format_exc_info)
-        renderer = structlog.processors.JSONRenderer()
-    else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
+    # Exceptions become text before masking, so an e-mail address in an exception message is masked too.
+    final: list[Processor] = [
+        structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+        structlog.processors.format_exc_info,
+        mask_personal_data,
+    ]
+    renderer: Processor = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    )
     formatter = structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=[*final, renderer])
 
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(stream)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(formatter)
 

@@ -1,16 +1,18 @@
-"""The one way this project connects to Temporal: pydantic payloads on every client, API and worker alike."""
+"""The one way this project connects to Temporal: encrypted pydantic payloads on every client, API and worker alike."""
 
 from __future__ import annotations
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
+from security.codec import data_converter
+from security.keyring import Keyring, load_keyring
 from settings import Settings
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, keyring: Keyring | None = None) -> Client:
+    """A client whose payloads are encrypted under `keyring`, by default the ring the settings name."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(keyring or load_keyring(settings)),
     )

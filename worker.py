@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 
 import httpx
 import structlog
@@ -24,6 +25,7 @@ from activities.purchasing import PurchasingActivities
 from activities.review import ReviewActivities
 from db.engine import create_engine, create_sessionmaker
 from logging_config import configure_logging
+from security.keyring import Keyring, KeyringError, load_keyring
 from settings import Settings, get_settings
 from temporal_client import connect
 from workflows.order import OrderWorkflow
@@ -38,9 +40,12 @@ def build_worker(
     sessionmaker: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
     task_queue: str | None = None,
+    *,
+    keyring: Keyring,
 ) -> Worker:
+    """The worker on `client`, whose data converter must encrypt with `keyring` too (temporal_client.connect)."""
     inventory = InventoryActivities(sessionmaker, settings.warehouse_priority)
-    records = OrderRecordActivities(sessionmaker)
+    records = OrderRecordActivities(sessionmaker, keyring)
     review = ReviewActivities(sessionmaker, settings)
     carrier = CarrierActivities(http, settings)
     finance = FinanceActivities(http, settings)
@@ -76,17 +81,15 @@ def build_worker(
     )
 
 
-async def main() -> None:
-    settings = get_settings()
-    configure_logging(settings.log_level)
-    client = await connect(settings)
+async def run(settings: Settings, keyring: Keyring) -> None:
+    client = await connect(settings, keyring)
     engine = create_engine(settings.database_url, settings.db_pool_size)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with create_http_client(settings) as http:
-        worker = build_worker(client, settings, create_sessionmaker(engine), http)
+        worker = build_worker(client, settings, create_sessionmaker(engine), http, keyring=keyring)
         async with worker:
             log.info("worker started", task_queue=settings.task_queue)
             await stop.wait()
@@ -94,5 +97,17 @@ async def main() -> None:
     await engine.dispose()
 
 
+def main() -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    try:
+        keyring = load_keyring(settings)
+    except KeyringError as error:
+        # Told in one line: a missing or broken key file is the operator's to fix, not a crash.
+        log.error(str(error))
+        sys.exit(1)
+    asyncio.run(run(settings, keyring))
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

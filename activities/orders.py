@@ -1,4 +1,7 @@
-"""Order record steps: the order row, and each status change with its timeline entry."""
+"""Order record steps: the order row, and each status change with its timeline entry.
+
+The customer's personal data is written encrypted under the keyring the worker was started with.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +10,13 @@ from temporalio import activity
 
 from db import orders
 from models.records import RecordOrderInput, StatusChangeInput
+from security.keyring import Keyring
 
 
 class OrderRecordActivities:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], keyring: Keyring) -> None:
         self._sessionmaker = sessionmaker
+        self._keyring = keyring
 
     @activity.defn
     async def record_order(self, request: RecordOrderInput) -> None:
@@ -23,4 +28,4 @@ class OrderRecordActivities:
     async def record_status(self, change: StatusChangeInput) -> None:
         """Append the timeline entry and update the order row; an entry already written is skipped."""
         async with self._sessionmaker.begin() as session:
-            await orders.record_status(session, change)
+            await orders.record_status(session, change, self._keyring)

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import sys
+
+import structlog
 import uvicorn
 
 from logging_config import configure_logging
+from security.keyring import KeyringError, load_keyring
 from settings import get_settings
+
+log = structlog.get_logger("oms.api")
 
 
 def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level)
+    try:
+        # Checked before serving, so missing or broken keys are one line rather than a failed start-up.
+        load_keyring(settings)
+    except KeyringError as error:
+        log.error(str(error))
+        sys.exit(1)
     uvicorn.run(
         "api.app:create_app",
         factory=True,

@@ -1,7 +1,7 @@
 """The FastAPI application: `create_app()` for tests and `uvicorn --factory api.app:create_app`.
 
-Whatever the caller does not inject (a Temporal client, a sessionmaker) the lifespan
-creates at start-up and disposes of at shut-down.
+Whatever the caller does not inject (a Temporal client, a sessionmaker, the encryption keyring)
+the lifespan creates at start-up and disposes of at shut-down.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import temporal_client
 from api.errors import install_error_handlers
 from api.routes import health, inventory, orders, purchasing, webhooks
 from db.engine import create_engine, create_sessionmaker
+from security.keyring import Keyring, load_keyring
 from settings import Settings, get_settings
 
 
@@ -25,6 +26,7 @@ def create_app(
     *,
     client: Client | None = None,
     sessionmaker: async_sessionmaker[AsyncSession] | None = None,
+    keyring: Keyring | None = None,
 ) -> FastAPI:
     settings = settings or get_settings()
 
@@ -36,8 +38,10 @@ def create_app(
                 engine = create_engine(settings.database_url, settings.db_pool_size)
                 owned.push_async_callback(engine.dispose)
                 app.state.sessionmaker = create_sessionmaker(engine)
+            # One keyring for the Temporal payloads and the personal data in the database.
+            app.state.keyring = keyring or load_keyring(settings)
             # A Temporal client holds no resources that need closing.
-            app.state.temporal = client or await temporal_client.connect(settings)
+            app.state.temporal = client or await temporal_client.connect(settings, app.state.keyring)
             yield
 
     app = FastAPI(

@@ -1,4 +1,4 @@
-"""What routes receive from the application: settings, the sessionmaker and the Temporal client.
+"""What routes receive from the application: settings, the sessionmaker, the keyring and the Temporal client.
 
 The lifespan in api.app puts them on `app.state`; routes ask for them by these aliases.
 Routes open their own transactions (`async with sessionmaker.begin()`), so a route decides
@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from api.order_client import OrderClient
+from security.keyring import Keyring
 from settings import Settings
 
 
@@ -27,6 +28,11 @@ def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
     return sessionmaker
 
 
+def _keyring(request: Request) -> Keyring:
+    keyring: Keyring = request.app.state.keyring
+    return keyring
+
+
 def _temporal(request: Request) -> Client:
     client: Client = request.app.state.temporal
     return client
@@ -34,11 +40,14 @@ def _temporal(request: Request) -> Client:
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)]
+KeyringDep = Annotated[Keyring, Depends(_keyring)]
 TemporalDep = Annotated[Client, Depends(_temporal)]
 
 
-def _orders(client: TemporalDep, sessionmaker: SessionmakerDep, settings: SettingsDep) -> OrderClient:
-    return OrderClient(client, sessionmaker, settings)
+def _orders(
+    client: TemporalDep, sessionmaker: SessionmakerDep, settings: SettingsDep, keyring: KeyringDep
+) -> OrderClient:
+    return OrderClient(client, sessionmaker, settings, keyring)
 
 
 OrdersDep = Annotated[OrderClient, Depends(_orders)]

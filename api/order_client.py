@@ -58,6 +58,7 @@ from models.order import (
     ReviewCommand,
     TrackingEvent,
 )
+from security.keyring import Keyring
 from settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -101,10 +102,18 @@ def _refusal_reason(error: WorkflowUpdateFailedError) -> str:
 class OrderClient:
     """The order workflows as the API sees them; one per request, cheap to build."""
 
-    def __init__(self, client: Client, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+    def __init__(
+        self,
+        client: Client,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        keyring: Keyring,
+    ) -> None:
         self._client = client
         self._sessionmaker = sessionmaker
         self._settings = settings
+        # Reads the customer's personal data, which the order record keeps encrypted.
+        self._keyring = keyring
         self._timeout = timedelta(seconds=settings.api_workflow_timeout_seconds)
 
     async def place(self, request: OrderRequest, idempotency_key: str | None = None) -> OrderAccepted:
@@ -232,7 +241,7 @@ class OrderClient:
 
     async def _record(self, order_id: str) -> OrderState | None:
         async with self._sessionmaker.begin() as session:
-            return await get_order(session, order_id)
+            return await get_order(session, order_id, self._keyring)
 
     def _handle(self, order_id: str) -> WorkflowHandle[Any, Any]:
         return self._client.get_workflow_handle(order_workflow_id(order_id), result_type=OrderState)

@@ -16,10 +16,12 @@ from typing import Any
 from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db import personal
 from db.engine import dialect_insert
 from models.order import OrderPage, OrderState, OrderStatus, OrderSummary, TimelineEvent
 from models.records import RecordOrderInput, StatusChangeInput
 from models.tables import IdempotencyKeyRow, OrderEventRow, OrderLineRow, OrderRow
+from security.keyring import Keyring
 
 
 class InvalidCursor(ValueError):
@@ -71,8 +73,11 @@ async def record_order(session: AsyncSession, request: RecordOrderInput) -> None
     )
 
 
-async def record_status(session: AsyncSession, change: StatusChangeInput) -> None:
-    """Append the timeline entry once, and move the order row forward only if this entry is its newest."""
+async def record_status(session: AsyncSession, change: StatusChangeInput, keyring: Keyring) -> None:
+    """Append the timeline entry once, and move the order row forward only if this entry is its newest.
+
+    The customer's personal data is stored apart from the state, encrypted under `keyring`'s active key.
+    """
     state, event = change.state, change.event
     # A status change may be the first write that lands (record_order still being retried).
     order = dialect_insert(session, OrderRow).values(
@@ -109,6 +114,7 @@ async def record_status(session: AsyncSession, change: StatusChangeInput) -> Non
         detail=event.detail,
     )
     await session.execute(entry.on_conflict_do_nothing(index_elements=["order_id", "seq"]))
+    public, pii = personal.seal(state, keyring)
     # One conditional statement: a late or repeated entry finds last_seq already past it and changes nothing.
     await session.execute(
         update(OrderRow)
@@ -117,17 +123,19 @@ async def record_status(session: AsyncSession, change: StatusChangeInput) -> Non
             status=state.status.value,
             last_seq=event.seq,
             updated_at=_utc(state.updated_at),
-            state=state.model_dump(mode="json"),
+            state=public,
+            pii=pii,
         )
         .execution_options(synchronize_session=False)
     )
 
 
-async def get_order(session: AsyncSession, order_id: str) -> OrderState | None:
+async def get_order(session: AsyncSession, order_id: str, keyring: Keyring) -> OrderState | None:
     """The order as last reported, with its full timeline; None when unknown or not reported yet."""
-    stored = await session.scalar(select(OrderRow.state).where(OrderRow.order_id == order_id))
-    if stored is None:
+    row = (await session.execute(select(OrderRow.state, OrderRow.pii).where(OrderRow.order_id == order_id))).first()
+    if row is None or row.state is None:
         return None
+    stored = personal.unseal(order_id, row.state, row.pii, keyring)
     events = await session.execute(
         select(
             OrderEventRow.seq,

@@ -5,8 +5,13 @@ database to the newest schema, seeds a demo catalogue, then runs the stand-in
 outside systems, the worker and the API as child processes sharing one
 environment. If any child dies the rest are stopped and the exit status is 1.
 
+Payloads and customer data are encrypted: unless keys are configured
+(OMS_ENCRYPTION_KEYS or OMS_ENCRYPTION_KEY_FILE), the first run makes a key file
+in the data folder and every later run reuses it. The Temporal UI decodes
+payloads through the API's codec endpoint.
+
 Environment (defaults in brackets), so a second stack can run beside the first:
-  OMS_STACK_DATA_DIR [data]            SQLite database and Temporal state
+  OMS_STACK_DATA_DIR [data]            SQLite database, Temporal state and the encryption key file
   OMS_STACK_TEMPORAL_PORT [7233]       Temporal frontend (gRPC)
   OMS_STACK_TEMPORAL_UI_PORT [8233]    Temporal web UI
   OMS_API_PORT [8000]                  the API
@@ -30,14 +35,14 @@ from pathlib import Path
 import httpx
 import structlog
 from sqlalchemy.engine import make_url
-from temporalio.client import Client
-from temporalio.service import RPCError
+from temporalio.service import ConnectConfig, RPCError, ServiceClient
 
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 from logging_config import configure_logging
 from models.names import SEARCH_ATTRIBUTES
 from scripts.demo_catalogue import FLAGGED_CUSTOMER_ID, seed
+from security.keyring import KeyringError, create_key_file, load_keyring, read_key_file
 from settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,16 +108,32 @@ class StackConfig:
             "stand-ins": (self.standins_port, "STANDINS_PORT"),
         }
 
+    @property
+    def codec_url(self) -> str:
+        return f"{self.api_url}/codec"
+
     def database_url(self, settings: Settings) -> str:
         if settings.database_url != Settings.model_fields["database_url"].default:
             return settings.database_url
         return f"sqlite:///{self.data_dir / 'oms.sqlite3'}"
 
-    def child_environment(self, environ: Mapping[str, str], database_url: str) -> dict[str, str]:
+    def key_file(self, settings: Settings) -> Path | None:
+        """The stack's own key file, or None when keys are configured (inline, or a file named by hand)."""
+        configured_file = settings.encryption_key_file != Settings.model_fields["encryption_key_file"].default
+        if settings.encryption_keys or configured_file:
+            return None
+        return self.data_dir / "encryption-keys.json"
+
+    def child_environment(self, environ: Mapping[str, str], database_url: str, key_file: Path | None) -> dict[str, str]:
         env = dict(environ)
         # Outside-system URLs set by hand win, so one of them can point at a real sandbox.
         for system in OUTSIDE_SYSTEMS:
             env.setdefault(f"OMS_{system.upper()}_URL", f"http://127.0.0.1:{self.standins_port}/{system}")
+        # The Temporal UI calls the codec endpoint from the browser, from this stack's UI origin.
+        ui = self.temporal_ui_port
+        env.setdefault("OMS_CODEC_CORS_ORIGINS", f"http://127.0.0.1:{ui},http://localhost:{ui}")
+        if key_file is not None:
+            env["OMS_ENCRYPTION_KEY_FILE"] = str(key_file)
         env.update(
             DATABASE_URL=database_url,
             OMS_TEMPORAL_ADDRESS=f"127.0.0.1:{self.temporal_port}",
@@ -135,12 +156,14 @@ class LocalStack:
         self.config = config
         self.settings = settings
         self.database_url = config.database_url(settings)
-        self.env = config.child_environment(os.environ, self.database_url)
+        self.key_file = config.key_file(settings)
+        self.env = config.child_environment(os.environ, self.database_url, self.key_file)
         self.children: list[Child] = []
 
     async def start(self) -> None:
         self._refuse_taken_ports()
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self._prepare_keys()
         await self._start_temporal()
         log.info("migrating database", database=_without_password(self.database_url))
         await asyncio.to_thread(upgrade, self.database_url)
@@ -175,6 +198,20 @@ class LocalStack:
             if _port_taken(port):
                 raise StackError(f"port {port} for the {what} is already in use: stop what holds it or set {variable}")
 
+    def _prepare_keys(self) -> None:
+        """Make the stack's key file on the first run; check that the keys every child will load are sound."""
+        try:
+            if self.key_file is None:
+                load_keyring(self.settings)
+                return
+            if self.key_file.exists():
+                read_key_file(self.key_file)
+            else:
+                keyring = create_key_file(self.key_file)
+                log.info("created an encryption key file", path=str(self.key_file), key_id=keyring.active_id)
+        except KeyringError as error:
+            raise StackError(str(error)) from None
+
     async def _start_temporal(self) -> None:
         attributes = [arg for item in SEARCH_ATTRIBUTES.items() for arg in ("--search-attribute", "=".join(item))]
         temporal = await self._spawn(
@@ -193,6 +230,8 @@ class LocalStack:
             str(self.config.temporal_port),
             "--ui-port",
             str(self.config.temporal_ui_port),
+            "--ui-codec-endpoint",
+            self.config.codec_url,
             "--namespace",
             self.settings.temporal_namespace,
             "--log-level",
@@ -204,9 +243,9 @@ class LocalStack:
         while True:
             self._check_alive()
             try:
-                client = await asyncio.wait_for(Client.connect(address), timeout=5)
-                await client.service_client.check_health()
-                log.info("Temporal server is up", address=address, pid=temporal.process.pid)
+                service = await asyncio.wait_for(ServiceClient.connect(ConnectConfig(target_host=address)), timeout=5)
+                await service.check_health()
+                log.info("Temporal server is up", target=address, pid=temporal.process.pid)
                 return
             except (RuntimeError, RPCError, TimeoutError, OSError):
                 if asyncio.get_running_loop().time() > deadline:
@@ -258,9 +297,10 @@ class LocalStack:
 Order management is running. Ctrl-C stops everything.
 
   API          {api}   (OpenAPI docs: {api}/docs)
-  Temporal UI  http://127.0.0.1:{self.config.temporal_ui_port}
+  Temporal UI  http://127.0.0.1:{self.config.temporal_ui_port}   (payloads decoded by {self.config.codec_url})
   Stand-ins    http://127.0.0.1:{self.config.standins_port}
   Database     {_without_password(self.database_url)}
+  Keys         {self.key_file or "as configured (OMS_ENCRYPTION_KEYS or OMS_ENCRYPTION_KEY_FILE)"}
 
 Place a demo order (customer id {FLAGGED_CUSTOMER_ID} goes to manual review; CHAIR-006 is nearly out of stock):
 

@@ -1,4 +1,8 @@
-"""Shared fixtures: a real PostgreSQL database, the time-skipping Temporal server and the real dev server."""
+"""Shared fixtures: a real PostgreSQL database, the time-skipping Temporal server and the real dev server.
+
+Every Temporal client here encrypts its payloads as the service does, under a keyring made
+fresh for the test session (TEST_KEYRING); what the service writes to the database too.
+"""
 
 from __future__ import annotations
 
@@ -14,15 +18,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 from models.names import SEARCH_ATTRIBUTES
 from models.tables import Base
+from security.codec import data_converter
+from security.keyring import Keyring
 
 BIN = Path(sys.executable).parent
+TEST_KEYRING = Keyring.generate("test-session")
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +75,7 @@ async def register_search_attributes(client: Client) -> None:
 @pytest.fixture(scope="session")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(TEST_KEYRING),
         test_server_existing_path=str(BIN / "temporal-test-server"),
     )
     await register_search_attributes(env.client)
@@ -80,7 +86,7 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture(scope="session")
 async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(TEST_KEYRING),
         dev_server_existing_path=str(BIN / "temporal"),
         search_attributes=[],
         dev_server_extra_args=[

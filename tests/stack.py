@@ -25,9 +25,11 @@ from temporalio.client import Client
 from activities.http import create_http_client
 from api.app import create_app as create_api
 from models.order import TERMINAL_STATUSES
+from security.keyring import Keyring
 from settings import Settings
 from standins.app import StandinConfig
 from standins.app import create_app as create_standins
+from tests.conftest import TEST_KEYRING
 from tests.servers import free_port, running_server
 from worker import build_worker
 
@@ -162,9 +164,16 @@ class Stack:
         assert response.status_code == 204, response.text
 
 
-def stack_settings(database_url: str, task_queue: str, standins_url: str) -> Settings:
+def stack_settings(database_url: str, task_queue: str, standins_url: str, keyring: Keyring) -> Settings:
     outside = {f"{system}_url": f"{standins_url}/{system}" for system in OUTSIDE_SYSTEMS}
-    return Settings().model_copy(update={"database_url": database_url, "task_queue": task_queue, **outside})
+    return Settings().model_copy(
+        update={
+            "database_url": database_url,
+            "task_queue": task_queue,
+            "encryption_keys": keyring.to_json(),
+            **outside,
+        }
+    )
 
 
 @asynccontextmanager
@@ -177,10 +186,13 @@ async def running_stack(
     tracking_delay_seconds: float = 0.2,
     client_connections: int = 200,
     with_worker: bool = True,
+    keyring: Keyring = TEST_KEYRING,
 ) -> AsyncIterator[Stack]:
     """Stand-ins, worker and API on loopback ports, sharing `sessionmaker`; yields a `Stack` to drive them.
 
     With `with_worker=False` no worker runs in this process: the test runs its own, e.g. as a process it can kill.
+    `keyring` is the one `temporal`'s data converter encrypts with; the worker and the API use it for the
+    database too, and `Stack.settings` carries it for worker processes.
     """
     api_port = free_port()
     api_url = f"http://127.0.0.1:{api_port}"
@@ -191,14 +203,14 @@ async def running_stack(
     )
     answers = AnswerLog(create_standins(standin_config))
     async with running_server(answers) as standins_url:
-        settings = stack_settings(database_url, task_queue, standins_url)
+        settings = stack_settings(database_url, task_queue, standins_url, keyring)
         limits = httpx.Limits(max_connections=client_connections, max_keepalive_connections=client_connections)
-        api_app = create_api(settings, client=temporal, sessionmaker=sessionmaker)
+        api_app = create_api(settings, client=temporal, sessionmaker=sessionmaker, keyring=keyring)
         async with AsyncExitStack() as running:
             if with_worker:
                 worker_http = await running.enter_async_context(create_http_client(settings))
                 await running.enter_async_context(
-                    build_worker(temporal, settings, sessionmaker, worker_http, task_queue)
+                    build_worker(temporal, settings, sessionmaker, worker_http, task_queue, keyring=keyring)
                 )
             await running.enter_async_context(running_server(api_app, port=api_port))
             api = await running.enter_async_context(httpx.AsyncClient(base_url=api_url, timeout=30, limits=limits))

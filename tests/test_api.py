@@ -37,6 +37,7 @@ from models.order import OrderRequest, OrderState, OrderStatus, TimelineEvent
 from models.records import RecordOrderInput, StatusChangeInput
 from models.tables import IdempotencyKeyRow, OrderRow
 from settings import Settings
+from tests.conftest import TEST_KEYRING
 from tests.servers import running_server
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -64,7 +65,12 @@ def order_body(**changes: Any) -> dict[str, Any]:
 def api_settings(database_url: str, task_queue: str) -> Settings:
     # A short wait keeps the tests quick where no worker will ever answer.
     return Settings().model_copy(
-        update={"database_url": database_url, "task_queue": task_queue, "api_workflow_timeout_seconds": 1.0}
+        update={
+            "database_url": database_url,
+            "task_queue": task_queue,
+            "api_workflow_timeout_seconds": 1.0,
+            "encryption_keys": TEST_KEYRING.to_json(),
+        }
     )
 
 
@@ -111,7 +117,7 @@ async def stored_order(sessionmaker: Sessions, status: OrderStatus, order_id: st
             session,
             RecordOrderInput(order_id=order_id, workflow_id=state.workflow_id, request=request, received_at=now),
         )
-        await record_status(session, StatusChangeInput(event=event, state=state))
+        await record_status(session, StatusChangeInput(event=event, state=state), TEST_KEYRING)
     return state
 
 

@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
@@ -60,7 +59,8 @@ async def stock_received_signals(temporal: Client, sku: str) -> list[StockReceiv
         attributes = event.workflow_execution_signaled_event_attributes
         assert attributes.signal_name == SIGNAL_STOCK_RECEIVED
         [payload] = attributes.input.payloads
-        received.append(pydantic_data_converter.payload_converter.from_payload(payload, StockReceived))
+        [signal] = await temporal.data_converter.decode([payload], [StockReceived])
+        received.append(signal)
     return received
 
 

@@ -146,6 +146,20 @@ def test_production_secrets_must_be_supplied_not_defaulted(services: dict[str, d
     )
 
 
+def test_the_encryption_keys_must_be_supplied_and_the_ui_decodes_through_the_api(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in ("api", "worker"):
+        raw = services[name]["environment"]
+        assert re.fullmatch(r"\$\{OMS_ENCRYPTION_KEYS:\?[^}]*\}", raw["OMS_ENCRYPTION_KEYS"])
+        assert "OMS_ENCRYPTION_KEY_FILE" not in raw
+    codec = environment(services["temporal-ui"])["TEMPORAL_CODEC_ENDPOINT"]
+    published_api = services["api"]["ports"][0].split(":")[0]
+    # The browser calls it, so it names the API as published on the host, from an origin the API allows.
+    assert codec == f"http://localhost:{published_api}/codec"
+    assert "http://localhost:8233" in Settings.model_fields["codec_cors_origins"].default
+
+
 def test_every_app_command_runs_code_that_exists(services: dict[str, dict[str, Any]]) -> None:
     commands = {name: command_of(services[name]) for name in APP_SERVICES}
 

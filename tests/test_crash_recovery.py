@@ -57,6 +57,7 @@ def worker_environment(stack: Stack) -> dict[str, str]:
         "OMS_TEMPORAL_ADDRESS": stack.temporal.service_client.config.target_host,
         "DATABASE_URL": settings.database_url,
         "OMS_TASK_QUEUE": settings.task_queue,
+        "OMS_ENCRYPTION_KEYS": settings.encryption_keys or "",
         "OMS_LOG_LEVEL": "WARNING",
         **{f"OMS_{system.upper()}_URL": getattr(settings, f"{system}_url") for system in OUTSIDE_SYSTEMS},
     }

@@ -1,4 +1,5 @@
-"""`make run`: the demo catalogue, and a real start and stop of the whole local stack beside any other one."""
+"""`make run`: the demo catalogue, and a real start and stop of the whole local stack beside any other one,
+with encryption keys of its own made on the first run."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import os
 import signal
 import socket
 import sqlite3
+import stat
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from models.names import SEARCH_ATTRIBUTES
 from models.tables import CustomerFlagRow, SkuRow, StockRow, WarehouseRow
 from scripts.demo_catalogue import FLAGGED_CUSTOMER_ID, seed
+from scripts.local_stack import DEMO_ORDER
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -223,6 +227,62 @@ def test_make_run_serves_the_api_and_temporal_ui_and_ctrl_c_stops_every_child(
         (skus,) = database.execute("SELECT count(*) FROM skus").fetchone()
     assert skus >= 6
     assert (tmp_path / "data" / "temporal.sqlite3").exists()
+
+
+def stop(stack: subprocess.Popen[bytes], output: Path) -> None:
+    children = descendants(stack.pid)
+    stack.send_signal(signal.SIGINT)
+    assert stack.wait(timeout=STOP_SECONDS) == 0, output.read_text()
+    assert [pid for pid in children if alive(pid)] == []
+
+
+def read_order(env: dict[str, str], order_id: str) -> dict[str, Any]:
+    """GET /orders/{id}, waiting for the worker to have recorded the order."""
+    deadline = time.monotonic() + 60
+    while True:
+        response = httpx.get(f"http://127.0.0.1:{env['OMS_API_PORT']}/orders/{order_id}", timeout=10)
+        if response.status_code == 200:
+            return dict(response.json())
+        assert time.monotonic() < deadline, f"{response.status_code} {response.text}"
+        time.sleep(0.5)
+
+
+def test_the_first_run_makes_an_encryption_key_file_and_later_runs_reuse_it(
+    tmp_path: Path, stack_guard: list[subprocess.Popen[bytes]]
+) -> None:
+    data_dir = tmp_path / "data"
+    key_file = data_dir / "encryption-keys.json"
+    env = stack_environment(data_dir)
+    output = tmp_path / "first.log"
+    first = start_stack(env, output)
+    stack_guard.append(first)
+    wait_until_ready(first, env, output)
+
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    keys = key_file.read_bytes()
+    ui_settings = httpx.get(f"http://127.0.0.1:{env['OMS_STACK_TEMPORAL_UI_PORT']}/api/v1/settings", timeout=10)
+    assert ui_settings.json()["Codec"]["Endpoint"] == f"http://127.0.0.1:{env['OMS_API_PORT']}/codec"
+    placed = httpx.post(
+        f"http://127.0.0.1:{env['OMS_API_PORT']}/orders",
+        content=DEMO_ORDER,
+        timeout=10,
+        headers={"Content-Type": "application/json"},
+    )
+    assert placed.status_code == 202, placed.text
+    order_id = placed.json()["order_id"]
+    assert read_order(env, order_id)["customer"]["email"] == "ada@example.com"
+    stop(first, output)
+
+    env = stack_environment(data_dir)
+    output = tmp_path / "second.log"
+    second = start_stack(env, output)
+    stack_guard.append(second)
+    wait_until_ready(second, env, output)
+
+    assert key_file.read_bytes() == keys
+    assert read_order(env, order_id)["customer"]["email"] == "ada@example.com"
+    stop(second, output)
+    assert "Traceback" not in (tmp_path / "first.log").read_text() + output.read_text()
 
 
 def test_a_dying_child_stops_the_stack_and_is_named(tmp_path: Path, stack_guard: list[subprocess.Popen[bytes]]) -> None:

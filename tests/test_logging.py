@@ -130,3 +130,94 @@ def test_exceptions_are_kept_in_the_json_line() -> None:
 
     assert len(lines) == 1
     assert "ValueError: bad payload" in lines[0]["exception"]
+
+
+# Personal data never reaches a log line.
+
+
+def test_personal_fields_are_masked_at_any_depth_and_business_fields_are_kept() -> None:
+    [line] = as_json(
+        run_logging(
+            """
+            configure_logging(json=True)
+            structlog.get_logger("oms").info(
+                "order placed",
+                order_id="ord-1",
+                sku="MUG-001",
+                email="ada@example.com",
+                customer={"id": "C-1", "name": "Ada Lovelace", "phone": "+44 20 7946 0000"},
+                orders=[{"shipping_address": {"line1": "12 St James Square", "city": "London"}}],
+                contact={"postal_code": "SW1Y 4JH", "national_id": "AB123456C", "payment_token": "tok_visa_4242"},
+            )
+            """
+        )
+    )
+
+    assert line["order_id"] == "ord-1"
+    assert line["sku"] == "MUG-001"
+    assert line["logger"] == "oms"
+    assert line["email"] == "[redacted]"
+    assert line["customer"] == {"id": "C-1", "name": "[redacted]", "phone": "[redacted]"}
+    assert line["orders"] == [{"shipping_address": "[redacted]"}]
+    assert line["contact"] == {"postal_code": "[redacted]", "national_id": "[redacted]", "payment_token": "[redacted]"}
+
+
+def test_models_are_masked_like_the_dicts_they_dump_to() -> None:
+    [line] = as_json(
+        run_logging(
+            """
+            from models.order import Address, Customer
+            configure_logging(json=True)
+            structlog.get_logger("oms").info(
+                "checking",
+                who=Customer(id="C-1", name="Ada Lovelace", email="ada@example.com", phone="+44 20 7946 0000"),
+                where=Address(name="Ada Lovelace", line1="12 St James Square", line2="Flat 2", city="London",
+                              postal_code="SW1Y 4JH", country="GB"),
+            )
+            """
+        )
+    )
+
+    assert line["who"] == {"id": "C-1", "name": "[redacted]", "email": "[redacted]", "phone": "[redacted]"}
+    assert line["where"] == {
+        "name": "[redacted]",
+        "line1": "[redacted]",
+        "line2": "[redacted]",
+        "city": "London",
+        "postal_code": "[redacted]",
+        "country": "GB",
+    }
+
+
+def test_email_addresses_in_any_text_are_masked_in_library_lines_and_exceptions_too() -> None:
+    lines = as_json(
+        run_logging(
+            """
+            configure_logging(json=True)
+            logging.getLogger("temporalio.activity").warning("notify %s failed", "ada.l@example.co.uk")
+            try:
+                raise ValueError("no mailbox grace@example.org")
+            except ValueError:
+                structlog.get_logger("oms").exception("notification failed", note="cc bob+x@mail.example.com")
+            """
+        )
+    )
+    text = json.dumps(lines)
+
+    assert lines[0]["event"] == "notify [redacted] failed"
+    assert lines[1]["note"] == "cc [redacted]"
+    assert "ValueError: no mailbox [redacted]" in lines[1]["exception"]
+    for address in ("ada.l@example.co.uk", "grace@example.org", "bob+x@mail.example.com"):
+        assert address not in text
+
+
+def test_the_console_renderer_masks_as_well() -> None:
+    [line] = run_logging(
+        """
+        configure_logging(json=False)
+        structlog.get_logger("oms").info("placed", email="ada@example.com", note="from ada@example.com")
+        """
+    )
+
+    assert "ada@example.com" not in line
+    assert "email=[redacted]" in line

@@ -27,6 +27,7 @@ from models.order import (
 )
 from models.records import RecordOrderInput, StatusChangeInput
 from models.tables import IdempotencyKeyRow, OrderLineRow, OrderRow
+from tests.conftest import TEST_KEYRING
 
 Sessions = async_sessionmaker[AsyncSession]
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -66,7 +67,7 @@ async def count(sessionmaker: Sessions, column: object) -> int:
 
 
 async def test_recording_an_order_twice_leaves_one_row_with_its_lines(sessionmaker: Sessions) -> None:
-    records = OrderRecordActivities(sessionmaker)
+    records = OrderRecordActivities(sessionmaker, TEST_KEYRING)
 
     await records.record_order(received("o-1", skus=("SKU-B", "SKU-A", "SKU-C")))
     await records.record_order(received("o-1", skus=("SKU-B", "SKU-A", "SKU-C")))
@@ -81,7 +82,7 @@ async def test_recording_an_order_twice_leaves_one_row_with_its_lines(sessionmak
                 .order_by(OrderLineRow.line_no)
             )
         ).all()
-        assert await orders.get_order(session, "o-1") is None
+        assert await orders.get_order(session, "o-1", TEST_KEYRING) is None
     assert (row.status, row.last_seq, row.state, row.customer_id, row.total) == ("received", 0, None, "c-1", 60)
     assert [tuple(line) for line in lines] == [(1, "SKU-B", 1), (2, "SKU-A", 2), (3, "SKU-C", 3)]
     assert await count(sessionmaker, OrderRow) == 2
@@ -89,7 +90,7 @@ async def test_recording_an_order_twice_leaves_one_row_with_its_lines(sessionmak
 
 
 async def test_the_newest_status_wins_whatever_order_changes_arrive_in(sessionmaker: Sessions) -> None:
-    records = OrderRecordActivities(sessionmaker)
+    records = OrderRecordActivities(sessionmaker, TEST_KEYRING)
     await records.record_order(received("o-1"))
 
     await records.record_status(change("o-1", 1, OrderStatus.ALLOCATING))
@@ -99,7 +100,7 @@ async def test_the_newest_status_wins_whatever_order_changes_arrive_in(sessionma
     await records.record_status(change("o-1", 1, OrderStatus.ALLOCATING))
 
     async with sessionmaker() as session:
-        state = await orders.get_order(session, "o-1")
+        state = await orders.get_order(session, "o-1", TEST_KEYRING)
         last_seq = await session.scalar(select(OrderRow.last_seq).where(OrderRow.order_id == "o-1"))
     assert state is not None
     assert state.status is OrderStatus.SHIPPED
@@ -113,7 +114,7 @@ async def test_the_newest_status_wins_whatever_order_changes_arrive_in(sessionma
 
 
 async def test_concurrent_status_changes_keep_the_newest(sessionmaker: Sessions) -> None:
-    records = OrderRecordActivities(sessionmaker)
+    records = OrderRecordActivities(sessionmaker, TEST_KEYRING)
     await records.record_order(received("o-1"))
     statuses = [OrderStatus.ALLOCATING, OrderStatus.FULFILLING, OrderStatus.SHIPPED, OrderStatus.DELIVERED]
 
@@ -122,20 +123,20 @@ async def test_concurrent_status_changes_keep_the_newest(sessionmaker: Sessions)
     )
 
     async with sessionmaker() as session:
-        state = await orders.get_order(session, "o-1")
+        state = await orders.get_order(session, "o-1", TEST_KEYRING)
     assert state is not None
     assert state.status is OrderStatus.DELIVERED
     assert [e.seq for e in state.timeline] == [1, 2, 3, 4]
 
 
 async def test_a_status_change_before_the_order_record_creates_the_order(sessionmaker: Sessions) -> None:
-    records = OrderRecordActivities(sessionmaker)
+    records = OrderRecordActivities(sessionmaker, TEST_KEYRING)
 
     await records.record_status(change("o-1", 1, OrderStatus.PENDING_REVIEW))
     await records.record_order(received("o-1"))
 
     async with sessionmaker() as session:
-        state = await orders.get_order(session, "o-1")
+        state = await orders.get_order(session, "o-1", TEST_KEYRING)
         page = await orders.list_orders(session, status=None, customer_id=None, sku="SKU-B", limit=10, cursor=None)
     assert state is not None
     assert state.status is OrderStatus.PENDING_REVIEW
@@ -145,12 +146,12 @@ async def test_a_status_change_before_the_order_record_creates_the_order(session
 
 async def test_an_unknown_order_is_none(sessionmaker: Sessions) -> None:
     async with sessionmaker() as session:
-        assert await orders.get_order(session, "nope") is None
+        assert await orders.get_order(session, "nope", TEST_KEYRING) is None
 
 
 async def seed_listing(sessionmaker: Sessions) -> list[str]:
     """Nine orders, two of them received at the same instant; returns their ids newest first."""
-    records = OrderRecordActivities(sessionmaker)
+    records = OrderRecordActivities(sessionmaker, TEST_KEYRING)
     shapes = [
         ("o-01", T0, "c-1", ("SKU-A",)),
         ("o-02", T0 + timedelta(minutes=1), "c-2", ("SKU-B",)),
@@ -225,7 +226,7 @@ async def test_orders_are_filtered_by_status_customer_and_sku(sessionmaker: Sess
 
 
 async def test_a_page_summarises_each_order(sessionmaker: Sessions) -> None:
-    await OrderRecordActivities(sessionmaker).record_order(received("o-1"))
+    await OrderRecordActivities(sessionmaker, TEST_KEYRING).record_order(received("o-1"))
 
     async with sessionmaker() as session:
         page = await orders.list_orders(session, status=None, customer_id=None, sku=None, limit=5, cursor=None)
@@ -277,7 +278,7 @@ async def sqlite_sessionmaker(tmp_path: Path) -> AsyncIterator[Sessions]:
 async def test_order_records_work_on_sqlite(sqlite_sessionmaker: Sessions) -> None:
     sessions = sqlite_sessionmaker
     newest_first = await seed_listing(sessions)
-    records = OrderRecordActivities(sessions)
+    records = OrderRecordActivities(sessions, TEST_KEYRING)
     await records.record_order(received("o-01"))
     await records.record_status(change("o-01", 2, OrderStatus.FULFILLING))
     await records.record_status(change("o-01", 1, OrderStatus.ALLOCATING))
@@ -285,7 +286,7 @@ async def test_order_records_work_on_sqlite(sqlite_sessionmaker: Sessions) -> No
     pages, _ = await all_pages(sessions, limit=2)
     shipped, _ = await all_pages(sessions, limit=10, status=OrderStatus.SHIPPED)
     async with sessions() as session:
-        state = await orders.get_order(session, "o-01")
+        state = await orders.get_order(session, "o-01", TEST_KEYRING)
     owners = await asyncio.gather(*(_claim(sessions, f"o-{n}") for n in range(5)))
 
     assert [order_id for page in pages for order_id in page] == newest_first

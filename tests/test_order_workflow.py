@@ -10,7 +10,6 @@ from decimal import Decimal
 
 import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -31,7 +30,8 @@ from models.order import (
     TrackingEvent,
     TrackingStatus,
 )
-from tests.conftest import BIN, register_search_attributes
+from security.codec import data_converter
+from tests.conftest import BIN, TEST_KEYRING, register_search_attributes
 from tests.fakes import FakeSystems, refusal
 from workflows.order import OrderWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
@@ -393,7 +393,7 @@ async def test_crm_and_notification_failures_never_block_the_order(harness: Harn
 async def test_no_delivery_confirmation_flags_the_order_for_an_operator(task_queue: str) -> None:
     # A server of its own: skipping time must not wake the other tests' long-running orders.
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, test_server_existing_path=str(BIN / "temporal-test-server")
+        data_converter=data_converter(TEST_KEYRING), test_server_existing_path=str(BIN / "temporal-test-server")
     )
     try:
         await register_search_attributes(env.client)

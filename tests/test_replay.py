@@ -2,6 +2,9 @@
 
 A failure here means a change would break orders already in flight: guard it with
 workflow.patched() rather than recording the histories again.
+
+The kept histories were recorded without encryption; they replay through the service's own
+data converter, as histories written before encryption was switched on must.
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from security.codec import data_converter
+from tests.conftest import TEST_KEYRING
 from workflows.order import OrderWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
 
@@ -27,7 +31,7 @@ def test_the_kept_histories_cover_every_kind_of_run() -> None:
 @pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])
 async def test_history_replays_without_non_determinism(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, TEXTS[path.stem])
-    replayer = Replayer(workflows=[OrderWorkflow, ReplenishmentWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=[OrderWorkflow, ReplenishmentWorkflow], data_converter=data_converter(TEST_KEYRING))
 
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
 

@@ -13,13 +13,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from temporalio.client import WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from models import names
 from models.order import CancelCommand, OrderStatus, ReviewCommand, ReviewDecision, ReviewOutcome
 from models.purchasing import ReplenishmentInput, ShortageReport, StockReceived
+from security.codec import data_converter
 from tests.conftest import BIN, register_search_attributes
 from tests.fakes import FakeSystems, refusal
 from tests.test_order_workflow import Harness
@@ -105,8 +105,9 @@ SCENARIOS: dict[str, Scenario] = {
 
 
 async def main() -> None:
+    # Recorded unencrypted, so the kept histories can be read, and replayed with any keyring.
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, test_server_existing_path=str(BIN / "temporal-test-server")
+        data_converter=data_converter(None), test_server_existing_path=str(BIN / "temporal-test-server")
     )
     try:
         await register_search_attributes(env.client)
