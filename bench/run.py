@@ -475,7 +475,11 @@ async def run_once(args: argparse.Namespace, in_memory: bool) -> dict[str, Any]:
     settings = Settings()
     stack = LocalStack(config, settings)
     await stack.start()
-    settings = settings.model_copy(update={"temporal_address": f"127.0.0.1:{config.temporal_port}"})
+    # This process talks to the stack's Temporal server with the stack's keys.
+    overrides = {"temporal_address": f"127.0.0.1:{config.temporal_port}"}
+    if stack.key_file is not None:
+        overrides["encryption_key_file"] = str(stack.key_file)
+    settings = settings.model_copy(update=overrides)
     engine = create_engine(database_url, pool_size=4)
     headers = {"Authorization": f"Bearer {admin_key}"}
     limits = httpx.Limits(max_connections=args.hot_orders, max_keepalive_connections=args.hot_orders)
