@@ -40,6 +40,16 @@ class Unauthenticated(ApiError):
         super().__init__("a valid API key is required: Authorization: Bearer <key>")
 
 
+class WebhookRefused(ApiError):
+    """An inbound webhook delivery not accepted as the sender's: unsigned, stale, forged or replayed."""
+
+    status_code = status.HTTP_401_UNAUTHORIZED
+    headers = {"WWW-Authenticate": "Webhook-Signature"}
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"webhook refused: {reason}")
+
+
 class Forbidden(ApiError):
     status_code = status.HTTP_403_FORBIDDEN
 

@@ -34,3 +34,9 @@ class Accepted(Strict):
 class Health(Strict):
     status: str
     checks: dict[str, str] = {}
+
+
+class ErrorDetail(Strict):
+    """Why a request was refused."""
+
+    detail: str

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -162,9 +162,13 @@ class Stack:
         assert response.status_code == 204, response.text
 
 
-def stack_settings(database_url: str, task_queue: str, standins_url: str) -> Settings:
+def stack_settings(
+    database_url: str, task_queue: str, standins_url: str, changes: Mapping[str, Any] | None = None
+) -> Settings:
     outside = {f"{system}_url": f"{standins_url}/{system}" for system in OUTSIDE_SYSTEMS}
-    return Settings().model_copy(update={"database_url": database_url, "task_queue": task_queue, **outside})
+    return Settings().model_copy(
+        update={"database_url": database_url, "task_queue": task_queue, **outside, **(changes or {})}
+    )
 
 
 @asynccontextmanager
@@ -177,21 +181,27 @@ async def running_stack(
     tracking_delay_seconds: float = 0.2,
     client_connections: int = 200,
     with_worker: bool = True,
+    settings_changes: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[Stack]:
     """Stand-ins, worker and API on loopback ports, sharing `sessionmaker`; yields a `Stack` to drive them.
 
     With `with_worker=False` no worker runs in this process: the test runs its own, e.g. as a process it can kill.
+    `settings_changes` apply to the settings of the API and the worker.
     """
     api_port = free_port()
     api_url = f"http://127.0.0.1:{api_port}"
+    # The carrier signs with the secret the API checks; purchasing checks what the worker signs with.
+    secrets = Settings().model_copy(update=dict(settings_changes or {}))
     standin_config = StandinConfig(
         webhook_url=f"{api_url}/webhooks/carrier",
         tracking_delay_seconds=tracking_delay_seconds,
         webhook_backoff_seconds=0.2,
+        webhook_secret=secrets.carrier_webhook_secret,
+        purchasing_webhook_secret=secrets.purchasing_webhook_secret,
     )
     answers = AnswerLog(create_standins(standin_config))
     async with running_server(answers) as standins_url:
-        settings = stack_settings(database_url, task_queue, standins_url)
+        settings = stack_settings(database_url, task_queue, standins_url, settings_changes)
         limits = httpx.Limits(max_connections=client_connections, max_keepalive_connections=client_connections)
         api_app = create_api(settings, client=temporal, sessionmaker=sessionmaker)
         async with AsyncExitStack() as running:
