@@ -1,4 +1,5 @@
-"""The Temporal worker: runs the order and replenishment workflows and every activity.
+"""The Temporal worker: runs the order and replenishment workflows and every activity, and
+beside them the dispatcher of order events to webhook subscribers.
 
 `python worker.py` runs it until SIGINT or SIGTERM, then drains in-flight tasks.
 """
@@ -7,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 import structlog
@@ -26,6 +29,7 @@ from db.engine import create_engine, create_sessionmaker
 from logging_config import configure_logging
 from settings import Settings, get_settings
 from temporal_client import connect
+from webhook_dispatcher import WebhookDispatcher
 from workflows.order import OrderWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
 
@@ -76,6 +80,20 @@ def build_worker(
     )
 
 
+@asynccontextmanager
+async def running_worker(
+    client: Client,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    task_queue: str | None = None,
+) -> AsyncIterator[Worker]:
+    """The Temporal worker and the webhook dispatcher, started together and stopped together."""
+    worker = build_worker(client, settings, sessionmaker, http, task_queue)
+    async with worker, WebhookDispatcher(sessionmaker, settings).running():
+        yield worker
+
+
 async def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level)
@@ -85,12 +103,14 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with create_http_client(settings) as http:
-        worker = build_worker(client, settings, create_sessionmaker(engine), http)
-        async with worker:
-            log.info("worker started", task_queue=settings.task_queue)
-            await stop.wait()
-            log.info("worker stopping")
+    sessionmaker = create_sessionmaker(engine)
+    async with (
+        create_http_client(settings) as http,
+        running_worker(client, settings, sessionmaker, http),
+    ):
+        log.info("worker started", task_queue=settings.task_queue)
+        await stop.wait()
+        log.info("worker stopping")
     await engine.dispose()
 
 

@@ -29,7 +29,7 @@ from settings import Settings
 from standins.app import StandinConfig
 from standins.app import create_app as create_standins
 from tests.servers import free_port, running_server
-from worker import build_worker
+from worker import running_worker
 
 T = TypeVar("T")
 
@@ -208,7 +208,7 @@ async def running_stack(
             if with_worker:
                 worker_http = await running.enter_async_context(create_http_client(settings))
                 await running.enter_async_context(
-                    build_worker(temporal, settings, sessionmaker, worker_http, task_queue)
+                    running_worker(temporal, settings, sessionmaker, worker_http, task_queue)
                 )
             await running.enter_async_context(running_server(api_app, port=api_port))
             api = await running.enter_async_context(httpx.AsyncClient(base_url=api_url, timeout=30, limits=limits))
