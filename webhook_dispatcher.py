@@ -107,20 +107,19 @@ class WebhookDispatcher:
         )
         error = await self._send(http, delivery)
         now = datetime.now(UTC)
+        last_attempt = delivery.attempts >= self._settings.webhook_delivery_attempts
         async with self._sessionmaker.begin() as session:
             if error is None:
                 await webhooks.mark_delivered(session, delivery.outbox_id, now)
             else:
-                retry_at = None
-                if delivery.attempts < self._settings.webhook_delivery_attempts:
-                    retry_at = now + self._backoff(delivery.attempts)
+                retry_at = None if last_attempt else now + self._backoff(delivery.attempts)
                 await webhooks.mark_failed(session, delivery.outbox_id, error, retry_at)
         if error is None:
             bound.info("webhook delivered")
-        elif delivery.attempts < self._settings.webhook_delivery_attempts:
-            bound.warning("webhook delivery failed, will retry", error=error)
-        else:
+        elif last_attempt:
             bound.error("webhook delivery given up", error=error)
+        else:
+            bound.warning("webhook delivery failed, will retry", error=error)
 
     async def _send(self, http: httpx.AsyncClient, delivery: Delivery) -> str | None:
         """Make the attempt; None when the receiver took it, else why not."""
