@@ -79,6 +79,15 @@ class Settings(BaseSettings):
     webhook_tolerance_seconds: int = 300
     # Hosts (names, addresses or CIDR networks) subscriptions may target although they are private.
     webhook_allowed_hosts: Annotated[list[str], NoDecode] = []
+    # Order events to subscribers: attempts per event before giving up, the wait before the second
+    # attempt (doubling after each further failure, up to the maximum), the time one attempt may take.
+    webhook_delivery_attempts: int = 10
+    webhook_retry_seconds: float = 10.0
+    webhook_retry_max_seconds: float = 3600.0
+    webhook_timeout_seconds: float = 10.0
+    # How often the dispatcher looks for due events, and how many it sends at once.
+    webhook_poll_seconds: float = 1.0
+    webhook_batch_size: int = 20
 
     # Requests: the largest body accepted, in bytes.
     max_body_bytes: int = 65_536

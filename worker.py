@@ -1,4 +1,5 @@
-"""The Temporal worker: runs the order and replenishment workflows and every activity.
+"""The Temporal worker: runs the order and replenishment workflows and every activity, and
+beside them the dispatcher of order events to webhook subscribers.
 
 `python worker.py` runs it until SIGINT or SIGTERM, then drains in-flight tasks.
 """
@@ -8,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 import structlog
@@ -28,6 +31,7 @@ from logging_config import configure_logging
 from security.keyring import Keyring, KeyringError, load_keyring
 from settings import Settings, get_settings
 from temporal_client import connect
+from webhook_dispatcher import WebhookDispatcher
 from workflows.order import OrderWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
 
@@ -81,6 +85,22 @@ def build_worker(
     )
 
 
+@asynccontextmanager
+async def running_worker(
+    client: Client,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    task_queue: str | None = None,
+    *,
+    keyring: Keyring,
+) -> AsyncIterator[Worker]:
+    """The Temporal worker and the webhook dispatcher, started together and stopped together."""
+    worker = build_worker(client, settings, sessionmaker, http, task_queue, keyring=keyring)
+    async with worker, WebhookDispatcher(sessionmaker, settings, keyring).running():
+        yield worker
+
+
 async def run(settings: Settings, keyring: Keyring) -> None:
     client = await connect(settings, keyring)
     engine = create_engine(settings.database_url, settings.db_pool_size)
@@ -88,12 +108,14 @@ async def run(settings: Settings, keyring: Keyring) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with create_http_client(settings) as http:
-        worker = build_worker(client, settings, create_sessionmaker(engine), http, keyring=keyring)
-        async with worker:
-            log.info("worker started", task_queue=settings.task_queue)
-            await stop.wait()
-            log.info("worker stopping")
+    sessionmaker = create_sessionmaker(engine)
+    async with (
+        create_http_client(settings) as http,
+        running_worker(client, settings, sessionmaker, http, keyring=keyring),
+    ):
+        log.info("worker started", task_queue=settings.task_queue)
+        await stop.wait()
+        log.info("worker stopping")
     await engine.dispose()
 
 

@@ -3,11 +3,14 @@
 Every call carries an Idempotency-Key derived from the order and the step, so a retry by
 Temporal can never apply an effect twice. Outcomes are mapped once, here: an answer is parsed
 JSON; an outage (5xx, 429, timeout, connection error) is a retryable error; a refusal (other
-4xx) is a non-retryable ApplicationError whose type names the business reason.
+4xx) is a non-retryable ApplicationError whose type names the business reason. A call given a
+signing secret carries a webhook signature of its body (security.signing), made afresh on every
+attempt so that a retry is never stale.
 """
 
 from __future__ import annotations
 
+import json as jsonlib
 from collections.abc import Collection, Mapping
 from datetime import timedelta
 from typing import Any
@@ -15,6 +18,7 @@ from typing import Any
 import httpx
 from temporalio.exceptions import ApplicationError
 
+from security.signing import sign
 from settings import Settings
 
 PROVIDER_UNAVAILABLE = "ProviderUnavailable"
@@ -50,6 +54,7 @@ async def call_provider(
     json: Any = None,
     refusals: Mapping[str, str] | None = None,
     accept: Collection[int] = (),
+    signing_secret: str | None = None,
 ) -> dict[str, Any]:
     """Make one call and return its JSON answer, or raise as described in the module docstring.
 
@@ -57,10 +62,17 @@ async def call_provider(
     key of `refusals`. Statuses in `accept` count as success (e.g. 404 for an undo of something
     that does not exist); their body is returned as far as it is JSON.
     """
-    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    if signing_secret is None:
+        request = http.build_request(method, url, json=json, headers=headers)
+    else:
+        # Serialised here, so that the bytes signed are the bytes sent.
+        content = jsonlib.dumps(json, separators=(",", ":")).encode()
+        signed = {**headers, "Content-Type": "application/json", **sign(signing_secret, content)}
+        request = http.build_request(method, url, content=content, headers=signed)
     what = f"{method} {url}"
     try:
-        response = await http.request(method, url, json=json, headers=headers)
+        response = await http.send(request)
     except httpx.TransportError as exc:
         raise ApplicationError(f"{what} got no answer: {exc!r}", type=PROVIDER_UNREACHABLE) from exc
 

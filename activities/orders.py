@@ -1,4 +1,4 @@
-"""Order record steps: the order row, and each status change with its timeline entry.
+"""Order record steps: the order row, and each status change with its timeline entry and its webhook events.
 
 The customer's personal data is written encrypted under the keyring the worker was started with.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from db import orders
+from db import orders, webhooks
 from models.records import RecordOrderInput, StatusChangeInput
 from security.keyring import Keyring
 
@@ -26,6 +26,11 @@ class OrderRecordActivities:
 
     @activity.defn
     async def record_status(self, change: StatusChangeInput) -> None:
-        """Append the timeline entry and update the order row; an entry already written is skipped."""
+        """Append the timeline entry and update the order row; an entry already written is skipped.
+
+        The entry goes to the webhook outbox for every subscription that wants it, in the same
+        transaction: it is sent if and only if it was recorded, and sending never holds up the order.
+        """
         async with self._sessionmaker.begin() as session:
             await orders.record_status(session, change, self._keyring)
+            await webhooks.enqueue_order_event(session, change.state.order_id, change.event)

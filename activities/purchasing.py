@@ -61,6 +61,7 @@ class PurchasingActivities:
 
     @activity.defn
     async def notify_purchasing(self, notice: PurchasingNotice) -> None:
+        """Post the notice to purchasing's inbox, signed with the purchasing webhook secret."""
         await call_provider(
             self._http,
             "POST",
@@ -68,4 +69,5 @@ class PurchasingActivities:
             idempotency_key=idempotency_key(notice.order_id, "purchasing", notice.sku),
             json=notice.model_dump(mode="json"),
             refusal=PURCHASING_REFUSED,
+            signing_secret=self._settings.purchasing_webhook_secret,
         )

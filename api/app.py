@@ -15,7 +15,7 @@ from temporalio.client import Client
 
 import temporal_client
 from api.errors import install_error_handlers
-from api.routes import health, inventory, orders, purchasing, webhooks
+from api.routes import health, inventory, orders, purchasing, subscriptions, webhooks
 from db.engine import create_engine, create_sessionmaker
 from security.keyring import Keyring, load_keyring
 from settings import Settings, get_settings
@@ -52,6 +52,13 @@ def create_app(
     )
     app.state.settings = settings
     install_error_handlers(app)
-    for router in (orders.router, inventory.router, purchasing.router, webhooks.router, health.router):
+    for router in (
+        orders.router,
+        inventory.router,
+        purchasing.router,
+        webhooks.router,
+        subscriptions.router,
+        health.router,
+    ):
         app.include_router(router)
     return app

@@ -16,6 +16,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from db.orders import IdempotencyConflict, InvalidCursor
 from db.stock import StockBelowReserved, StockError, UnknownSku
+from security.ssrf import UnsafeUrl
 
 
 class ApiError(Exception):
@@ -40,6 +41,16 @@ class Unauthenticated(ApiError):
         super().__init__("a valid API key is required: Authorization: Bearer <key>")
 
 
+class WebhookRefused(ApiError):
+    """An inbound webhook delivery not accepted as the sender's: unsigned, stale, forged or replayed."""
+
+    status_code = status.HTTP_401_UNAUTHORIZED
+    headers = {"WWW-Authenticate": "Webhook-Signature"}
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"webhook refused: {reason}")
+
+
 class Forbidden(ApiError):
     status_code = status.HTTP_403_FORBIDDEN
 
@@ -52,6 +63,13 @@ class OrderNotFound(ApiError):
 
     def __init__(self, order_id: str) -> None:
         super().__init__(f"order {order_id} not found")
+
+
+class SubscriptionNotFound(ApiError):
+    status_code = status.HTTP_404_NOT_FOUND
+
+    def __init__(self, subscription_id: str) -> None:
+        super().__init__(f"webhook subscription {subscription_id} not found")
 
 
 class OrderClosed(ApiError):
@@ -82,6 +100,7 @@ _DOMAIN_ERRORS: list[tuple[type[Exception], int, str | None]] = [
     (StockError, status.HTTP_409_CONFLICT, None),
     (InvalidCursor, status.HTTP_422_UNPROCESSABLE_CONTENT, None),
     (IdempotencyConflict, status.HTTP_422_UNPROCESSABLE_CONTENT, "Idempotency-Key was used with a different request"),
+    (UnsafeUrl, status.HTTP_422_UNPROCESSABLE_CONTENT, None),
 ]
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
-from models.order import Strict
+from models.order import OrderStatus, Strict
 
 WarehouseCode = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -34,3 +34,16 @@ class Accepted(Strict):
 class Health(Strict):
     status: str
     checks: dict[str, str] = {}
+
+
+class ErrorDetail(Strict):
+    """Why a request was refused."""
+
+    detail: str
+
+
+class SubscriptionRequest(Strict):
+    """Where to send order events, and for which statuses (none listed: every status)."""
+
+    url: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+    events: Annotated[list[OrderStatus], Field(max_length=len(OrderStatus))] = []

@@ -124,7 +124,9 @@ class StackConfig:
             return None
         return self.data_dir / "encryption-keys.json"
 
-    def child_environment(self, environ: Mapping[str, str], database_url: str, key_file: Path | None) -> dict[str, str]:
+    def child_environment(
+        self, environ: Mapping[str, str], database_url: str, settings: Settings, key_file: Path | None
+    ) -> dict[str, str]:
         env = dict(environ)
         # Outside-system URLs set by hand win, so one of them can point at a real sandbox.
         for system in OUTSIDE_SYSTEMS:
@@ -140,6 +142,10 @@ class StackConfig:
             OMS_API_PORT=str(self.api_port),
             STANDINS_PORT=str(self.standins_port),
             STANDINS_WEBHOOK_URL=f"{self.api_url}/webhooks/carrier",
+            # The stand-in carrier signs with the secret the API checks, the purchasing inbox
+            # checks with the one the worker signs with.
+            STANDINS_WEBHOOK_SECRET=settings.carrier_webhook_secret,
+            STANDINS_PURCHASING_WEBHOOK_SECRET=settings.purchasing_webhook_secret,
             PYTHONUNBUFFERED="1",
         )
         return env
@@ -157,7 +163,7 @@ class LocalStack:
         self.settings = settings
         self.database_url = config.database_url(settings)
         self.key_file = config.key_file(settings)
-        self.env = config.child_environment(os.environ, self.database_url, self.key_file)
+        self.env = config.child_environment(os.environ, self.database_url, settings, self.key_file)
         self.children: list[Child] = []
 
     async def start(self) -> None:

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from settings import DEV_CREDENTIAL
+from settings import DEV_CREDENTIAL, DEV_WEBHOOK_SECRET
 
 
 class StandinConfig(BaseSettings):
@@ -15,8 +15,12 @@ class StandinConfig(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8100
     api_key: str = DEV_CREDENTIAL
-    # Where the carrier posts tracking events: the order service's webhook.
+    # Where the carrier posts tracking events: the order service's webhook; each attempt is
+    # signed with this secret, the order service's OMS_CARRIER_WEBHOOK_SECRET.
     webhook_url: str = "http://127.0.0.1:8000/webhooks/carrier"
+    webhook_secret: str = DEV_WEBHOOK_SECRET
+    # What the purchasing inbox checks the signature of shortage notices with: OMS_PURCHASING_WEBHOOK_SECRET.
+    purchasing_webhook_secret: str = DEV_WEBHOOK_SECRET
     # "in_transit" comes this long after confirmation, "delivered" twice as long.
     tracking_delay_seconds: float = 2.0
     tax_rate: Decimal = Decimal("0.20")

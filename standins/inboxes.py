@@ -1,4 +1,8 @@
-"""The stand-ins that only take note: CRM customers and purchases, customer notifications, purchasing's inbox."""
+"""The stand-ins that only take note: CRM customers and purchases, customer notifications, purchasing's inbox.
+
+Purchasing's inbox checks the signature of every shortage notice (security.signing) and notes
+whether it was valid, and if not why, beside the notice.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,16 @@ import uuid
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StringConstraints
 
-from standins.deps import Idempotent, StoreDep
+from security.signing import SignatureError, verify
+from standins.deps import ConfigDep, Idempotent, StoreDep
 from standins.state import Outcome, RecordKind, Store
+
+# The tolerance of the order service's own webhook, applied to what it sends.
+SIGNATURE_TOLERANCE_SECONDS = 300
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Text = Annotated[str, StringConstraints(max_length=254)]
@@ -72,8 +80,21 @@ async def notify(body: Notification, call: Idempotent, store: StoreDep) -> JSONR
 
 
 @purchasing.post("/shortages", status_code=202)
-async def report_shortage(body: ShortageNotice, call: Idempotent, store: StoreDep) -> JSONResponse:
-    return call.apply(body, lambda: _note(store, "shortages", "notice_id", body.model_dump(), call.key, 202))
+async def report_shortage(
+    body: ShortageNotice, request: Request, call: Idempotent, store: StoreDep, config: ConfigDep
+) -> JSONResponse:
+    problem = None
+    try:
+        verify(
+            config.purchasing_webhook_secret,
+            request.headers,
+            await request.body(),
+            tolerance_seconds=SIGNATURE_TOLERANCE_SECONDS,
+        )
+    except SignatureError as error:
+        problem = str(error)
+    record = {**body.model_dump(), "signature_valid": problem is None, "signature_problem": problem}
+    return call.apply(body, lambda: _note(store, "shortages", "notice_id", record, call.key, 202))
 
 
 def _upsert_customer(store: Store, customer_id: str, body: CustomerProfile, key: str) -> Outcome:

@@ -2,17 +2,21 @@
 
 Events of one booking go out in order from one background task; each is retried with backoff
 when our webhook does not answer 2xx, and given up after a few attempts, as real carriers do.
+Every attempt is signed afresh with the carrier's webhook secret (security.signing), so a
+retry is never stale.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import structlog
 
+from security.signing import sign
 from standins.config import StandinConfig
 from standins.state import Outcome, Store
 
@@ -76,9 +80,11 @@ class TrackingDispatcher:
     async def _deliver(self, event: dict[str, Any]) -> None:
         client = self._http()
         delay = self._config.webhook_backoff_seconds
+        body = json.dumps(event).encode()
         for attempt in range(1, self._config.webhook_attempts + 1):
+            headers = {"Content-Type": "application/json", **sign(self._config.webhook_secret, body)}
             try:
-                response = await client.post(self._config.webhook_url, json=event)
+                response = await client.post(self._config.webhook_url, content=body, headers=headers)
                 if response.is_success:
                     return
                 problem = f"status {response.status_code}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -31,7 +31,7 @@ from standins.app import StandinConfig
 from standins.app import create_app as create_standins
 from tests.conftest import TEST_KEYRING
 from tests.servers import free_port, running_server
-from worker import build_worker
+from worker import running_worker
 
 T = TypeVar("T")
 
@@ -164,7 +164,13 @@ class Stack:
         assert response.status_code == 204, response.text
 
 
-def stack_settings(database_url: str, task_queue: str, standins_url: str, keyring: Keyring) -> Settings:
+def stack_settings(
+    database_url: str,
+    task_queue: str,
+    standins_url: str,
+    keyring: Keyring,
+    changes: Mapping[str, Any] | None = None,
+) -> Settings:
     outside = {f"{system}_url": f"{standins_url}/{system}" for system in OUTSIDE_SYSTEMS}
     return Settings().model_copy(
         update={
@@ -172,6 +178,7 @@ def stack_settings(database_url: str, task_queue: str, standins_url: str, keyrin
             "task_queue": task_queue,
             "encryption_keys": keyring.to_json(),
             **outside,
+            **(changes or {}),
         }
     )
 
@@ -187,30 +194,36 @@ async def running_stack(
     client_connections: int = 200,
     with_worker: bool = True,
     keyring: Keyring = TEST_KEYRING,
+    settings_changes: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[Stack]:
     """Stand-ins, worker and API on loopback ports, sharing `sessionmaker`; yields a `Stack` to drive them.
 
     With `with_worker=False` no worker runs in this process: the test runs its own, e.g. as a process it can kill.
     `keyring` is the one `temporal`'s data converter encrypts with; the worker and the API use it for the
     database too, and `Stack.settings` carries it for worker processes.
+    `settings_changes` apply to the settings of the API and the worker.
     """
     api_port = free_port()
     api_url = f"http://127.0.0.1:{api_port}"
+    # The carrier signs with the secret the API checks; purchasing checks what the worker signs with.
+    secrets = Settings().model_copy(update=dict(settings_changes or {}))
     standin_config = StandinConfig(
         webhook_url=f"{api_url}/webhooks/carrier",
         tracking_delay_seconds=tracking_delay_seconds,
         webhook_backoff_seconds=0.2,
+        webhook_secret=secrets.carrier_webhook_secret,
+        purchasing_webhook_secret=secrets.purchasing_webhook_secret,
     )
     answers = AnswerLog(create_standins(standin_config))
     async with running_server(answers) as standins_url:
-        settings = stack_settings(database_url, task_queue, standins_url, keyring)
+        settings = stack_settings(database_url, task_queue, standins_url, keyring, settings_changes)
         limits = httpx.Limits(max_connections=client_connections, max_keepalive_connections=client_connections)
         api_app = create_api(settings, client=temporal, sessionmaker=sessionmaker, keyring=keyring)
         async with AsyncExitStack() as running:
             if with_worker:
                 worker_http = await running.enter_async_context(create_http_client(settings))
                 await running.enter_async_context(
-                    build_worker(temporal, settings, sessionmaker, worker_http, task_queue, keyring=keyring)
+                    running_worker(temporal, settings, sessionmaker, worker_http, task_queue, keyring=keyring)
                 )
             await running.enter_async_context(running_server(api_app, port=api_port))
             api = await running.enter_async_context(httpx.AsyncClient(base_url=api_url, timeout=30, limits=limits))

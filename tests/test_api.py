@@ -7,6 +7,7 @@ queue, so a started order workflow stays as the API left it.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,7 @@ from models.names import (
 from models.order import OrderRequest, OrderState, OrderStatus, TimelineEvent
 from models.records import RecordOrderInput, StatusChangeInput
 from models.tables import IdempotencyKeyRow, OrderRow
+from security.signing import sign
 from settings import Settings
 from tests.conftest import TEST_KEYRING
 from tests.servers import running_server
@@ -416,10 +418,17 @@ def tracking_event(order_id: str) -> dict[str, str]:
     }
 
 
+async def post_tracking(api: httpx.AsyncClient, event: dict[str, Any]) -> httpx.Response:
+    """Post a tracking event as the carrier does: signed with the carrier's webhook secret."""
+    body = json.dumps(event).encode()
+    headers = {"Content-Type": "application/json", **sign(Settings().carrier_webhook_secret, body)}
+    return await api.post("/webhooks/carrier", content=body, headers=headers)
+
+
 async def test_a_tracking_event_is_signalled_to_its_order(api: httpx.AsyncClient, temporal: Client) -> None:
     accepted = (await api.post("/orders", json=order_body())).json()
 
-    response = await api.post("/webhooks/carrier", json=tracking_event(accepted["order_id"]))
+    response = await post_tracking(api, tracking_event(accepted["order_id"]))
 
     assert response.status_code == 202
     assert response.json() == {"accepted": True}
@@ -433,7 +442,7 @@ async def test_a_tracking_event_is_signalled_to_its_order(api: httpx.AsyncClient
 
 
 async def test_a_tracking_event_for_an_unknown_order_is_a_404(api: httpx.AsyncClient) -> None:
-    response = await api.post("/webhooks/carrier", json=tracking_event(str(uuid.uuid4())))
+    response = await post_tracking(api, tracking_event(str(uuid.uuid4())))
 
     assert response.status_code == 404
 
@@ -442,13 +451,13 @@ async def test_a_late_tracking_event_for_a_finished_order_is_accepted(api: httpx
     accepted = (await api.post("/orders", json=order_body())).json()
     await temporal.get_workflow_handle(accepted["workflow_id"]).terminate("test")
 
-    response = await api.post("/webhooks/carrier", json=tracking_event(accepted["order_id"]))
+    response = await post_tracking(api, tracking_event(accepted["order_id"]))
 
     assert response.status_code == 202
 
 
 async def test_a_malformed_tracking_event_is_a_422(api: httpx.AsyncClient) -> None:
-    response = await api.post("/webhooks/carrier", json={**tracking_event("o-1"), "status": "teleported"})
+    response = await post_tracking(api, {**tracking_event("o-1"), "status": "teleported"})
 
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "status"]

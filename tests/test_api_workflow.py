@@ -23,7 +23,7 @@ from api.app import create_app
 from models.order import ReviewDecision, ReviewOutcome
 from tests.fakes import FakeSystems
 from tests.servers import running_server
-from tests.test_api import api_settings, order_body
+from tests.test_api import api_settings, order_body, post_tracking
 from workflows.order import OrderWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
 
@@ -78,7 +78,7 @@ async def deliver(api: httpx.AsyncClient, order_id: str) -> None:
         "status": "delivered",
         "at": datetime.now(UTC).isoformat(),
     }
-    assert (await api.post("/webhooks/carrier", json=event)).status_code == 202
+    assert (await post_tracking(api, event)).status_code == 202
 
 
 async def test_an_operator_approves_an_order_waiting_for_review(api: httpx.AsyncClient, fakes: FakeSystems) -> None:

@@ -160,6 +160,15 @@ def test_the_encryption_keys_must_be_supplied_and_the_ui_decodes_through_the_api
     assert "http://localhost:8233" in Settings.model_fields["codec_cors_origins"].default
 
 
+def test_the_stand_ins_sign_and_check_webhooks_with_the_services_secrets(services: dict[str, dict[str, Any]]) -> None:
+    standins, api = services["standins"]["environment"], services["api"]["environment"]
+    for name in ("OMS_CARRIER_WEBHOOK_SECRET", "OMS_PURCHASING_WEBHOOK_SECRET"):
+        assert re.fullmatch(rf"\$\{{{name}:\?[^}}]*\}}", api[name])
+        assert services["worker"]["environment"][name] == api[name]
+    assert standins["STANDINS_WEBHOOK_SECRET"] == api["OMS_CARRIER_WEBHOOK_SECRET"]
+    assert standins["STANDINS_PURCHASING_WEBHOOK_SECRET"] == api["OMS_PURCHASING_WEBHOOK_SECRET"]
+
+
 def test_every_app_command_runs_code_that_exists(services: dict[str, dict[str, Any]]) -> None:
     commands = {name: command_of(services[name]) for name in APP_SERVICES}
 

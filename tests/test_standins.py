@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
@@ -10,13 +11,16 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 
+from security.signing import SignatureError, sign, verify
 from settings import DEV_CREDENTIAL
 from standins.app import StandinConfig, create_app
 from tests.servers import running_server
 
 CREDENTIAL = {"Authorization": f"Bearer {DEV_CREDENTIAL}"}
+CARRIER_SECRET = "carrier-test-secret"
+PURCHASING_SECRET = "purchasing-test-secret"
 ADDRESS: dict[str, Any] = {
     "name": "Ada Lovelace",
     "line1": "Keizersgracht 1",
@@ -49,15 +53,23 @@ class Receiver:
         self.events: list[dict[str, Any]] = []
         self.attempts = 0
         self.failures = 0
+        # For every attempt, whether it was signed with the carrier's secret (or why not).
+        self.signatures: list[str] = []
         self.url = ""
         self.app = FastAPI()
 
         @self.app.post("/webhooks/carrier")
-        async def webhook(event: dict[str, Any]) -> Response:
+        async def webhook(request: Request) -> Response:
+            body = await request.body()
+            try:
+                verify(CARRIER_SECRET, request.headers, body, tolerance_seconds=300)
+                self.signatures.append("valid")
+            except SignatureError as error:
+                self.signatures.append(str(error))
             self.attempts += 1
             if self.attempts <= self.failures:
                 return Response(status_code=503)
-            self.events.append(event)
+            self.events.append(json.loads(body))
             return Response(status_code=202)
 
 
@@ -72,7 +84,11 @@ async def receiver() -> AsyncIterator[Receiver]:
 @pytest.fixture
 async def standin(receiver: Receiver) -> AsyncIterator[httpx.AsyncClient]:
     config = StandinConfig(
-        webhook_url=f"{receiver.url}/webhooks/carrier", tracking_delay_seconds=0.1, webhook_backoff_seconds=0.05
+        webhook_url=f"{receiver.url}/webhooks/carrier",
+        tracking_delay_seconds=0.1,
+        webhook_backoff_seconds=0.05,
+        webhook_secret=CARRIER_SECRET,
+        purchasing_webhook_secret=PURCHASING_SECRET,
     )
     async with running_server(create_app(config)) as url, httpx.AsyncClient(base_url=url, headers=CREDENTIAL) as client:
         yield client
@@ -209,6 +225,7 @@ async def test_a_confirmed_booking_reports_in_transit_then_delivered_to_the_webh
 
     await eventually(lambda: len(receiver.events) == 2)
     assert [event["status"] for event in receiver.events] == ["in_transit", "delivered"]
+    assert receiver.signatures == ["valid", "valid"]
     assert {event["order_id"] for event in receiver.events} == {"order-1"}
     assert {event["tracking_number"] for event in receiver.events} == {tracking_number}
     assert len({event["event_id"] for event in receiver.events}) == 2
@@ -228,6 +245,7 @@ async def test_a_failing_webhook_is_retried_until_it_takes_the_event(
     await eventually(lambda: len(receiver.events) == 2)
     assert [event["status"] for event in receiver.events] == ["in_transit", "delivered"]
     assert receiver.attempts == 4
+    assert receiver.signatures == ["valid"] * 4
 
 
 async def test_a_cancelled_booking_sends_no_tracking_and_cannot_be_confirmed(
@@ -288,6 +306,34 @@ async def test_crm_notifications_and_purchasing_take_note_once_per_key(standin: 
         assert record["applied"] == 1
     [customer] = await records(standin, "customers")
     assert customer["email"] == "ada@example.com"
+
+
+async def test_the_purchasing_inbox_notes_whether_a_notice_was_signed_with_its_secret(
+    standin: httpx.AsyncClient,
+) -> None:
+    notice = {"sku": "W", "order_id": "order-1", "quantity": 3, "outstanding_quantity": 5}
+    body = json.dumps(notice).encode()
+    sent = [
+        ("signed", sign(PURCHASING_SECRET, body)),
+        ("unsigned", {}),
+        ("wrong-secret", sign("another-secret", body)),
+        ("stale", sign(PURCHASING_SECRET, body, now=time.time() - 600)),
+    ]
+    for key, signature in sent:
+        headers = {"Content-Type": "application/json", "Idempotency-Key": key, **signature}
+        assert (await standin.post("/purchasing/shortages", content=body, headers=headers)).status_code == 202
+
+    noted = {record["idempotency_key"]: record for record in await records(standin, "shortages")}
+    assert {key: record["signature_valid"] for key, record in noted.items()} == {
+        "signed": True,
+        "unsigned": False,
+        "wrong-secret": False,
+        "stale": False,
+    }
+    assert noted["signed"]["signature_problem"] is None
+    assert "required" in noted["unsigned"]["signature_problem"]
+    assert "does not match" in noted["wrong-secret"]["signature_problem"]
+    assert "s old" in noted["stale"]["signature_problem"]
 
 
 async def test_an_injected_failure_answers_503_and_changes_nothing(standin: httpx.AsyncClient) -> None:
