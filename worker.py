@@ -7,8 +7,10 @@ beside them the dispatcher of order events to webhook subscribers.
 from __future__ import annotations
 
 import asyncio
+import compileall
 import signal
 import sys
+from pathlib import Path
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -119,6 +121,17 @@ async def run(settings: Settings, keyring: Keyring) -> None:
     await engine.dispose()
 
 
+def compile_workflow_modules() -> None:
+    """Leave bytecode beside the workflow modules.
+
+    The sandbox imports the workflow modules afresh for every workflow it starts. Where Python
+    writes no bytecode caches (PYTHONDONTWRITEBYTECODE, as container images often set), each of
+    those imports would compile the source again: several milliseconds of CPU per order.
+    A read-only tree (an image compiled at build time) is left as it is.
+    """
+    compileall.compile_dir(Path(__file__).resolve().parent / "workflows", quiet=2)
+
+
 def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level)
@@ -128,6 +141,7 @@ def main() -> None:
         # Told in one line: a missing or broken key file is the operator's to fix, not a crash.
         log.error(str(error))
         sys.exit(1)
+    compile_workflow_modules()
     asyncio.run(run(settings, keyring))
 
 
