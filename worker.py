@@ -10,9 +10,9 @@ import asyncio
 import compileall
 import signal
 import sys
-from pathlib import Path
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import structlog
