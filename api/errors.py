@@ -147,6 +147,8 @@ _FIELD_REFUSALS: list[tuple[type[Exception], FieldError]] = [
 
 # Longest field name echoed back in a `loc`: an unknown field's name is the caller's input.
 _MAX_NAME_ECHO = 100
+# Most problems reported for one request: a body of a thousand unknown fields gets no answer ten times its size.
+_MAX_FIELD_ERRORS = 50
 
 
 def _detail(
@@ -194,7 +196,7 @@ async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
         return _detail(
             status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "the body must be JSON, sent with Content-Type: application/json"
         )
-    return _invalid(*(_field_error(error) for error in exc.errors()))
+    return _invalid(*(_field_error(error) for error in exc.errors()[:_MAX_FIELD_ERRORS]))
 
 
 _HTTP_METHODS = frozenset({"get", "put", "post", "delete", "patch", "options", "head", "trace"})

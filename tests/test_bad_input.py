@@ -158,6 +158,14 @@ ORDERS: dict[str, Bad] = {
         headers={"Content-Type": "application/json"},
     ),
     "nested too deep": Bad("POST", "/orders", 422, loc=["body"], says="malformed JSON", **raw(nested(20_000))),
+    "a number of 5000 digits": Bad(
+        "POST",
+        "/orders",
+        422,
+        loc=["body"],
+        says="malformed JSON",
+        **raw(json.dumps(order_body()).replace('"quantity": 2', '"quantity": ' + "9" * 5000)),
+    ),
     "NaN": Bad(
         "POST",
         "/orders",
@@ -472,6 +480,16 @@ async def test_bad_input_is_refused_naming_the_problem_and_nothing_is_started_or
         assert isinstance(detail, str)
         assert bad.says is not None and bad.says in detail
     await assert_nothing_started_or_stored(temporal, task_queue, sessionmaker)
+
+
+async def test_a_body_of_many_unknown_fields_gets_a_bounded_answer(api: httpx.AsyncClient) -> None:
+    body = order_body(**{f"field{n}": 0 for n in range(3000)})
+
+    response = await api.post("/orders", json=body)
+
+    assert response.status_code == 422
+    assert len(response.json()["detail"]) == 50
+    assert len(response.content) < 10_000
 
 
 async def test_a_refusal_does_not_echo_the_input(api: httpx.AsyncClient) -> None:
