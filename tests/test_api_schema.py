@@ -31,7 +31,7 @@ from tests.stack import Stack, running_stack
 # A fixed seed and derandomized generation: a run sends the same requests every time.
 SEED = 20_250_301
 # Generated cases per operation and mode in the fuzzing phase; the coverage phase adds every boundary.
-MAX_EXAMPLES = 10
+MAX_EXAMPLES = 20
 # A cursor as the service hands them out. A made-up one is rightly refused, which the schema cannot say.
 CURSOR = encode_cursor(datetime(2100, 1, 1, tzinfo=UTC), "0")
 
