@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 import temporal_client
+from api.body_limit import BodySizeLimit
 from api.errors import install_error_handlers
 from api.routes import health, inventory, orders, purchasing, subscriptions, webhooks
 from db.engine import create_engine, create_sessionmaker
@@ -52,6 +53,7 @@ def create_app(
     )
     app.state.settings = settings
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for router in (
         orders.router,
         inventory.router,

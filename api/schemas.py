@@ -6,25 +6,24 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
+from models.fields import JSON_INTEGER
 from models.order import OrderStatus, Strict
 
-WarehouseCode = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-]
+WarehouseCode = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 
 
 class StockCount(Strict):
     """A stock count: how many units are on the shelf at one warehouse."""
 
     warehouse: WarehouseCode
-    on_hand: Annotated[int, Field(ge=0, le=10_000_000)]
+    on_hand: Annotated[int, Field(ge=0, le=10_000_000), JSON_INTEGER]
 
 
 class StockReceipt(Strict):
     """Units that arrived at a warehouse from a supplier."""
 
     warehouse: WarehouseCode
-    quantity: Annotated[int, Field(ge=1, le=10_000_000)]
+    quantity: Annotated[int, Field(ge=1, le=10_000_000), JSON_INTEGER]
 
 
 class Accepted(Strict):
@@ -34,12 +33,6 @@ class Accepted(Strict):
 class Health(Strict):
     status: str
     checks: dict[str, str] = {}
-
-
-class ErrorDetail(Strict):
-    """Why a request was refused."""
-
-    detail: str
 
 
 class SubscriptionRequest(Strict):

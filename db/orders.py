@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import personal
 from db.engine import dialect_insert
-from models.order import OrderPage, OrderState, OrderStatus, OrderSummary, TimelineEvent
+from models.order import ID_PATTERN, OrderPage, OrderState, OrderStatus, OrderSummary, TimelineEvent
 from models.records import RecordOrderInput, StatusChangeInput
 from models.tables import IdempotencyKeyRow, OrderEventRow, OrderLineRow, OrderRow
 from security.keyring import Keyring
@@ -166,6 +167,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         created_at, order_id = json.loads(raw)
         if not isinstance(created_at, str) or not isinstance(order_id, str):
             raise TypeError("cursor fields are not strings")
+        if not re.fullmatch(ID_PATTERN, order_id):
+            # Whatever is in it reaches the query; PostgreSQL refuses a NUL in text with an error.
+            raise ValueError("cursor order id is not an order id")
         return _utc(datetime.fromisoformat(created_at)), order_id
     except (binascii.Error, UnicodeDecodeError, ValueError, TypeError) as error:
         raise InvalidCursor("invalid cursor") from error

@@ -9,17 +9,20 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Sku = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-]
-CustomerId = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
-]
+from models.fields import JSON_INTEGER, Line, Note, OptionalLine, Printable, Reason, Timestamp, UnitPrice
+
+SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+# Customer and order ids: what clients and this service generate (UUIDs, "C-1", "crm:42").
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+
+Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=SKU_PATTERN)]
+CustomerId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ID_PATTERN)]
+OrderId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ID_PATTERN)]
 
 MAX_LINES = 100
 MAX_QUANTITY = 10_000
+
+Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY), JSON_INTEGER]
 
 
 class OrderStatus(StrEnum):
@@ -48,31 +51,33 @@ class BackorderPolicy(StrEnum):
 
 
 class Strict(BaseModel):
+    """What a caller sends: a field the model does not name (status, total, order_id...) is refused."""
+
     model_config = ConfigDict(extra="forbid")
 
 
 class Customer(Strict):
     id: CustomerId
-    name: ShortText
+    name: Line
     # Email and phone are checked by the review rules, so that a malformed one is a
     # rejected order on record rather than a request nobody sees.
-    email: Annotated[str, StringConstraints(strip_whitespace=True, max_length=254)]
-    phone: Annotated[str, StringConstraints(strip_whitespace=True, max_length=32)]
+    email: Annotated[str, Field(max_length=254), Printable(blank=True)]
+    phone: Annotated[str, Field(max_length=32), Printable(blank=True)]
 
 
 class OrderLine(Strict):
     sku: Sku
-    quantity: Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
-    unit_price: Money
+    quantity: Quantity
+    unit_price: UnitPrice
 
 
 class Address(Strict):
-    name: ShortText
-    line1: ShortText
-    line2: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
-    city: ShortText
-    postal_code: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=16)]
-    country: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Z]{2}$")]
+    name: Line
+    line1: Line
+    line2: OptionalLine | None = None
+    city: Line
+    postal_code: Annotated[str, Field(min_length=1, max_length=16), Printable()]
+    country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 
 
 class OrderRequest(Strict):
@@ -200,7 +205,7 @@ class OrderState(BaseModel):
 
 class ReviewRequest(Strict):
     decision: Literal["approve", "reject"]
-    note: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    note: Note | None = None
 
 
 class ReviewCommand(BaseModel):
@@ -211,7 +216,7 @@ class ReviewCommand(BaseModel):
 
 
 class CancelRequest(Strict):
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+    reason: Reason
 
 
 class CancelCommand(BaseModel):
@@ -229,11 +234,11 @@ class TrackingStatus(StrEnum):
 class TrackingEvent(Strict):
     """A carrier's tracking event, as its webhook delivers it and as the workflow receives it."""
 
-    event_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
-    order_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    tracking_number: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    event_id: Annotated[str, Field(min_length=1, max_length=128), Printable()]
+    order_id: OrderId
+    tracking_number: Annotated[str, Field(min_length=1, max_length=64), Printable()]
     status: TrackingStatus
-    at: datetime
+    at: Timestamp
 
 
 class OrderSummary(BaseModel):

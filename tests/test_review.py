@@ -93,7 +93,7 @@ async def test_unknown_and_inactive_skus_are_rejected(catalogue: Sessions) -> No
 
 
 async def test_a_total_above_the_hard_limit_is_rejected(catalogue: Sessions) -> None:
-    outcome = await review(catalogue, order(lines=[("MUG-1", 1, "1200000.00")]))
+    outcome = await review(catalogue, order(lines=[("MUG-1", 2, "600000.00")]))
     assert outcome.decision is ReviewDecision.REJECTED
     assert outcome.reasons == ["total 1,200,000.00 is above the hard limit 1,000,000.00"]
 

@@ -92,7 +92,7 @@ async def test_urls_that_are_not_public_are_refused_naming_the_problem(api_allow
     async with api_allowing([]) as subscribe:
         answers = {url: await subscribe(url) for url in REFUSED}
 
-    outcomes = {url: (answer.status_code, answer.json()["detail"]) for url, answer in answers.items()}
+    outcomes = {url: (answer.status_code, answer.json()["detail"][0]["msg"]) for url, answer in answers.items()}
     assert {url: (status, REFUSED[url] in detail) for url, (status, detail) in outcomes.items()} == {
         url: (422, True) for url in REFUSED
     }, outcomes
@@ -125,7 +125,9 @@ async def test_allow_listed_private_hosts_are_accepted_and_nothing_else(api_allo
 
     assert accepted == dict.fromkeys(ALLOW_LISTED, 201)
     assert other.status_code == 422
-    assert "is a private address" in other.json()["detail"]
+    assert [(error["loc"], "is a private address" in error["msg"]) for error in other.json()["detail"]] == [
+        (["body", "url"], True)
+    ]
 
 
 def test_an_allow_list_entry_that_is_neither_a_name_nor_a_network_is_refused() -> None:

@@ -9,21 +9,25 @@ from fastapi import APIRouter, Header, Path, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import SessionmakerDep, SettingsDep, TemporalDep
+from api.errors import BODY_ERRORS, error_responses
 from api.schemas import StockCount, StockReceipt
 from db.stock import UnknownSku, receive_stock, set_on_hand, stock_level
+from models.fields import PRINTABLE_ASCII
 from models.inventory import StockLevel
 from models.names import REPLENISHMENT_WORKFLOW, SIGNAL_STOCK_RECEIVED, replenishment_workflow_id
+from models.order import SKU_PATTERN
 from models.purchasing import ReplenishmentInput, StockReceived
 
 router = APIRouter(prefix="/inventory", tags=["inventory"])
 
-SkuPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+SkuPath = Annotated[str, Path(min_length=1, max_length=64, pattern=SKU_PATTERN)]
 ReceiptKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
         min_length=1,
         max_length=128,
+        pattern=PRINTABLE_ASCII,
         description="The receipt id: a delivery booked twice with one id is counted once.",
     ),
 ]
@@ -36,7 +40,7 @@ async def _level(session: AsyncSession, sku: str) -> StockLevel:
     return level
 
 
-@router.put("/{sku}", response_model=StockLevel)
+@router.put("/{sku}", response_model=StockLevel, responses=error_responses(409, *BODY_ERRORS, 503))
 async def count_stock(sku: SkuPath, count: StockCount, sessionmaker: SessionmakerDep) -> StockLevel:
     """Set the units on hand at a warehouse (a stock count); a new SKU or warehouse is created."""
     async with sessionmaker.begin() as session:
@@ -44,13 +48,21 @@ async def count_stock(sku: SkuPath, count: StockCount, sessionmaker: Sessionmake
         return await _level(session, sku)
 
 
-@router.get("/{sku}", response_model=StockLevel)
+@router.get("/{sku}", response_model=StockLevel, responses=error_responses(404, 422, 503))
 async def get_stock(sku: SkuPath, sessionmaker: SessionmakerDep) -> StockLevel:
     async with sessionmaker.begin() as session:
         return await _level(session, sku)
 
 
-@router.post("/{sku}/receipts", status_code=status.HTTP_201_CREATED, response_model=StockLevel)
+@router.post(
+    "/{sku}/receipts",
+    status_code=status.HTTP_201_CREATED,
+    response_model=StockLevel,
+    responses={
+        status.HTTP_200_OK: {"model": StockLevel, "description": "The receipt was booked before; nothing changed."},
+        **error_responses(404, 409, *BODY_ERRORS, 503),
+    },
+)
 async def receive(
     sku: SkuPath,
     receipt: StockReceipt,

@@ -5,13 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import SessionmakerDep
+from api.errors import error_responses
 from db.shortages import open_shortages
 from models.purchasing import ShortageList
 
 router = APIRouter(prefix="/purchasing", tags=["purchasing"])
 
 
-@router.get("/shortages", response_model=ShortageList)
+@router.get("/shortages", response_model=ShortageList, responses=error_responses(503))
 async def shortages(sessionmaker: SessionmakerDep) -> ShortageList:
     """Open shortages, one per SKU, with the orders waiting for it."""
     async with sessionmaker.begin() as session:

@@ -13,8 +13,8 @@ from fastapi import APIRouter, Depends, Path, Response, status
 
 from api.auth import require_role
 from api.deps import KeyringDep, SessionmakerDep, SettingsDep
-from api.errors import SubscriptionNotFound
-from api.schemas import ErrorDetail, SubscriptionRequest
+from api.errors import BODY_ERRORS, SubscriptionNotFound, error_responses
+from api.schemas import SubscriptionRequest
 from db import webhooks
 from models.webhooks import NewWebhookSubscription, WebhookSubscriptionList
 from security.api_keys import Role
@@ -24,6 +24,7 @@ router = APIRouter(
     prefix="/webhooks/subscriptions",
     tags=["webhook subscriptions"],
     dependencies=[Depends(require_role(Role.ADMIN))],
+    responses=error_responses(401, 403),
 )
 
 SubscriptionId = Annotated[str, Path(min_length=1, max_length=36)]
@@ -33,7 +34,7 @@ SubscriptionId = Annotated[str, Path(min_length=1, max_length=36)]
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=NewWebhookSubscription,
-    responses={422: {"model": ErrorDetail, "description": "The URL is not public and not allow-listed, or malformed"}},
+    responses=error_responses(*BODY_ERRORS),
 )
 async def create_subscription(
     request: SubscriptionRequest, sessionmaker: SessionmakerDep, settings: SettingsDep, keyring: KeyringDep
@@ -54,7 +55,7 @@ async def list_subscriptions(sessionmaker: SessionmakerDep) -> WebhookSubscripti
 @router.delete(
     "/{subscription_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={404: {"model": ErrorDetail}},
+    responses=error_responses(404),
 )
 async def delete_subscription(subscription_id: SubscriptionId, sessionmaker: SessionmakerDep) -> Response:
     """End a subscription; events not yet sent to it are dropped."""

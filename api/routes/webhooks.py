@@ -17,8 +17,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
 from api.deps import OrdersDep, SessionmakerDep, SettingsDep
-from api.errors import WebhookRefused
-from api.schemas import Accepted, ErrorDetail
+from api.errors import BODY_ERRORS, WebhookRefused, error_responses
+from api.schemas import Accepted
 from db import webhooks
 from models.order import TrackingEvent
 from security import signing
@@ -75,11 +75,7 @@ SIGNATURE_HEADERS = [
     "/carrier",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
-    responses={
-        401: {"model": ErrorDetail, "description": "Unsigned, wrongly signed, stale or replayed delivery"},
-        404: {"model": ErrorDetail, "description": "No such order"},
-        422: {"description": "Signed by the carrier, but not a tracking event"},
-    },
+    responses=error_responses(401, 404, *BODY_ERRORS),
     openapi_extra={
         "parameters": SIGNATURE_HEADERS,
         "requestBody": {
