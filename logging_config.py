@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor
@@ -41,14 +42,15 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
-def configure_logging(level: str = "INFO", json: bool | None = None) -> None:
-    """Route structlog and stdlib logging through one formatter writing to stdout.
+def configure_logging(level: str = "INFO", json: bool | None = None, stream: TextIO | None = None) -> None:
+    """Route structlog and stdlib logging through one formatter writing to stdout (or `stream`).
 
-    ``json=None`` picks JSON lines unless stdout is a terminal. Safe to call more
+    ``json=None`` picks JSON lines unless the stream is a terminal. Safe to call more
     than once: the last call wins and no handler is added twice.
     """
+    stream = stream or sys.stdout
     if json is None:
-        json = not sys.stdout.isatty()
+        json = not stream.isatty()
     shared = _shared_processors()
 
     structlog.configure(
@@ -72,10 +74,10 @@ def configure_logging(level: str = "INFO", json: bool | None = None) -> None:
         final.append(structlog.processors.format_exc_info)
         renderer = structlog.processors.JSONRenderer()
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
+        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
     formatter = structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=[*final, renderer])
 
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(stream)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(formatter)
 

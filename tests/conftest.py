@@ -21,6 +21,8 @@ from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 from models.names import SEARCH_ATTRIBUTES
 from models.tables import Base
+from settings import Settings
+from tests.keys import Keys, make_keys
 
 BIN = Path(sys.executable).parent
 
@@ -48,6 +50,12 @@ async def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     async with engine.begin() as connection:
         await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     return create_sessionmaker(engine)
+
+
+@pytest.fixture
+async def keys(sessionmaker: async_sessionmaker[AsyncSession]) -> Keys:
+    """A key of each role (and a second client's), made with the settings' hashing secret."""
+    return await make_keys(sessionmaker, Settings().api_key_hash_secret)
 
 
 SEARCH_ATTRIBUTE_TYPES = {

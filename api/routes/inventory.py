@@ -1,19 +1,21 @@
-"""Stock per SKU: set a count, read the level, book a supplier's delivery."""
+"""Stock per SKU: set a count (admins), read the level (purchasing, operators), book a delivery (purchasing)."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.auth import require_role
 from api.deps import SessionmakerDep, SettingsDep, TemporalDep
 from api.schemas import StockCount, StockReceipt
 from db.stock import UnknownSku, receive_stock, set_on_hand, stock_level
 from models.inventory import StockLevel
 from models.names import REPLENISHMENT_WORKFLOW, SIGNAL_STOCK_RECEIVED, replenishment_workflow_id
 from models.purchasing import ReplenishmentInput, StockReceived
+from security.api_keys import Role
 
 router = APIRouter(prefix="/inventory", tags=["inventory"])
 
@@ -36,7 +38,8 @@ async def _level(session: AsyncSession, sku: str) -> StockLevel:
     return level
 
 
-@router.put("/{sku}", response_model=StockLevel)
+# Admins only: a count overwrites what is on the shelf.
+@router.put("/{sku}", response_model=StockLevel, dependencies=[Depends(require_role())])
 async def count_stock(sku: SkuPath, count: StockCount, sessionmaker: SessionmakerDep) -> StockLevel:
     """Set the units on hand at a warehouse (a stock count); a new SKU or warehouse is created."""
     async with sessionmaker.begin() as session:
@@ -44,13 +47,18 @@ async def count_stock(sku: SkuPath, count: StockCount, sessionmaker: Sessionmake
         return await _level(session, sku)
 
 
-@router.get("/{sku}", response_model=StockLevel)
+@router.get("/{sku}", response_model=StockLevel, dependencies=[Depends(require_role(Role.PURCHASING, Role.OPERATOR))])
 async def get_stock(sku: SkuPath, sessionmaker: SessionmakerDep) -> StockLevel:
     async with sessionmaker.begin() as session:
         return await _level(session, sku)
 
 
-@router.post("/{sku}/receipts", status_code=status.HTTP_201_CREATED, response_model=StockLevel)
+@router.post(
+    "/{sku}/receipts",
+    status_code=status.HTTP_201_CREATED,
+    response_model=StockLevel,
+    dependencies=[Depends(require_role(Role.PURCHASING))],
+)
 async def receive(
     sku: SkuPath,
     receipt: StockReceipt,
