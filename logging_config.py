@@ -125,7 +125,7 @@ def _shared_processors() -> list[Processor]:
 def configure_logging(level: str = "INFO", json: bool | None = None, stream: TextIO | None = None) -> None:
     """Route structlog and stdlib logging through one formatter writing to `stream` (stdout by default).
 
-    ``json=None`` picks JSON lines unless stdout is a terminal. Safe to call more
+    ``json=None`` picks JSON lines unless the stream is a terminal. Safe to call more
     than once: the last call wins and no handler is added twice.
     """
     stream = stream or sys.stdout

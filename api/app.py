@@ -1,7 +1,9 @@
 """The FastAPI application: `create_app()` for tests and `uvicorn --factory api.app:create_app`.
 
 Whatever the caller does not inject (a Temporal client, a sessionmaker, the encryption keyring)
-the lifespan creates at start-up and disposes of at shut-down.
+the lifespan creates at start-up and disposes of at shut-down. At start-up the bootstrap admin key
+(OMS_BOOTSTRAP_ADMIN_KEY), when set, is made sure to exist, so a fresh installation has a first
+key to make the others with.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+import structlog
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
@@ -16,10 +19,19 @@ from temporalio.client import Client
 import temporal_client
 from api.body_limit import BodySizeLimit
 from api.errors import install_error_handlers
-from api.routes import health, inventory, orders, purchasing, subscriptions, webhooks
+from api.guard import Guard
+from api.routes import audit, health, inventory, keys, orders, purchasing, subscriptions, webhooks
 from db.engine import create_engine, create_sessionmaker
+from security.api_keys import InvalidKey, ensure_admin_key
 from security.keyring import Keyring, load_keyring
+from security.limits import RateLimiter, SourceBlocker
 from settings import Settings, get_settings
+
+log = structlog.get_logger(__name__)
+
+
+class StartupError(RuntimeError):
+    """The API cannot start as configured; the message says which setting to fix."""
 
 
 def create_app(
@@ -41,6 +53,7 @@ def create_app(
                 app.state.sessionmaker = create_sessionmaker(engine)
             # One keyring for the Temporal payloads and the personal data in the database.
             app.state.keyring = keyring or load_keyring(settings)
+            await _ensure_bootstrap_key(app.state.sessionmaker, settings)
             # A Temporal client holds no resources that need closing.
             app.state.temporal = client or await temporal_client.connect(settings, app.state.keyring)
             yield
@@ -52,15 +65,38 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
-    install_error_handlers(app)
+    # Both count per API process.
+    app.state.order_rate = RateLimiter(settings.order_rate_limit_per_minute, window=60.0)
+    blocker = SourceBlocker(
+        settings.auth_failure_limit, settings.auth_failure_window_seconds, settings.auth_block_seconds
+    )
+    # The guard is outermost: a blocked source is refused before its body is read.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(Guard, blocker=blocker)
+    install_error_handlers(app)
     for router in (
         orders.router,
         inventory.router,
         purchasing.router,
         webhooks.router,
         subscriptions.router,
+        keys.router,
+        audit.router,
         health.router,
     ):
         app.include_router(router)
     return app
+
+
+async def _ensure_bootstrap_key(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+    if not settings.bootstrap_admin_key:
+        return
+    try:
+        async with sessionmaker.begin() as session:
+            info = await ensure_admin_key(
+                session, settings.bootstrap_admin_key, hash_secret=settings.api_key_hash_secret
+            )
+    except InvalidKey as error:
+        # The message names the setting and the problem, never the key.
+        raise StartupError(f"OMS_BOOTSTRAP_ADMIN_KEY cannot be used: {error}") from None
+    log.info("bootstrap admin key ready", key_id=info.key_id)

@@ -123,6 +123,19 @@ class Forbidden(ApiError):
         super().__init__(f"a {role} key may not do this")
 
 
+class TooManyRequests(ApiError):
+    """The caller sent more requests than it may; Retry-After says when to try again."""
+
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+
+
+class KeyNotFound(ApiError):
+    status_code = status.HTTP_404_NOT_FOUND
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"API key {key_id} not found")
+
+
 class OrderNotFound(ApiError):
     status_code = status.HTTP_404_NOT_FOUND
 
@@ -259,6 +272,13 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         # Starlette's own Allow names the methods of one route only, where a path may have several.
         headers["Allow"] = ", ".join(methods)
     return _detail(exc.status_code, str(exc.detail), headers=headers)
+
+
+def error_response(
+    status_code: int, detail: str, *, retry_after: int | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """The error body for answers given before a route is reached (by the guard at the door)."""
+    return _detail(status_code, detail, retry_after, headers)
 
 
 async def _api_error(_request: Request, exc: Exception) -> JSONResponse:

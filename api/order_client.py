@@ -4,6 +4,11 @@ The API keeps no order state of its own. It reads the order record the workflow
 writes to the database and, while the order is still moving, asks the workflow
 itself. Temporal's answers (not found, already closed, update refused) become the
 API's errors here, so routes stay a line or two each.
+
+An order belongs to the API client that placed it: its client id travels in the workflow's
+input and state, in the order record and in the workflow's memo, which answers before any
+worker has run the order. Calls made for a client (`client_id=`) find only that client's
+orders; any other is "not found", exactly as an order that does not exist.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.errors import ActionRefused, OrderClosed, OrderNotFound, OrderUnavailable
 from db.orders import claim_idempotency_key, get_order
 from models.names import (
+    MEMO_CLIENT_ID,
     ORDER_WORKFLOW,
     QUERY_STATUS,
     SA_CUSTOMER_ID,
@@ -116,18 +122,26 @@ class OrderClient:
         self._keyring = keyring
         self._timeout = timedelta(seconds=settings.api_workflow_timeout_seconds)
 
-    async def place(self, request: OrderRequest, idempotency_key: str | None = None) -> OrderAccepted:
-        """Start the order's workflow, once per order id; a repeated Idempotency-Key gets the first order."""
+    async def place(
+        self, request: OrderRequest, idempotency_key: str | None = None, *, client_id: str | None = None
+    ) -> OrderAccepted:
+        """Start the order's workflow, once per order id; a repeated Idempotency-Key of the same caller gets the first.
+
+        `client_id` is the API client placing the order (None for staff); its keys are its own.
+        """
         order_id = str(uuid.uuid4())
         repeated = False
         if idempotency_key is not None:
             async with self._sessionmaker.begin() as session:
-                owner = await claim_idempotency_key(session, idempotency_key, request_hash(request), order_id)
-            repeated, order_id = owner != order_id, owner
+                holder = await claim_idempotency_key(
+                    session, idempotency_key, request_hash(request), order_id, owner=client_id or ""
+                )
+            repeated, order_id = holder != order_id, holder
         workflow_id = order_workflow_id(order_id)
         order = OrderInput(
             order_id=order_id,
             request=request,
+            client_id=client_id,
             review_timeout=self._settings.review_timeout,
             backorder_timeout=self._settings.backorder_timeout,
             delivery_timeout=self._settings.delivery_timeout,
@@ -143,9 +157,10 @@ class OrderClient:
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 static_summary=order_summary(order_id, request),
                 search_attributes=initial_search_attributes(request),
+                memo={MEMO_CLIENT_ID: client_id} if client_id is not None else None,
             )
         except WorkflowAlreadyStartedError:
-            current = await self.state(order_id)
+            current = await self.state(order_id, client_id=client_id)
             return OrderAccepted(order_id=order_id, status=current.status, workflow_id=workflow_id)
         status = OrderStatus.RECEIVED
         if repeated and (record := await self._record(order_id)) is not None:
@@ -153,9 +168,11 @@ class OrderClient:
         log.info("order accepted", order_id=order_id, workflow_id=workflow_id, repeated=repeated)
         return OrderAccepted(order_id=order_id, status=status, workflow_id=workflow_id)
 
-    async def state(self, order_id: str) -> OrderState:
+    async def state(self, order_id: str, *, client_id: str | None = None) -> OrderState:
         """The order as it stands: the record once it is final, the workflow's own answer before."""
         record = await self._record(order_id)
+        if client_id is not None:
+            await self._ensure_owned(order_id, record, client_id)
         if record is not None and record.status.is_terminal:
             return record
         handle = self._handle(order_id)
@@ -183,12 +200,14 @@ class OrderClient:
             raise OrderUnavailable(f"order {order_id} did not answer in time", retry_after=RETRY_AFTER)
         raise OrderClosed(_execution_status(description.status))
 
-    async def cancel(self, order_id: str, reason: str) -> OrderState:
-        return await self._update(order_id, UPDATE_CANCEL, CancelCommand(reason=reason, actor="api"))
+    async def cancel(
+        self, order_id: str, reason: str, *, actor: str = "api", client_id: str | None = None
+    ) -> OrderState:
+        return await self._update(order_id, UPDATE_CANCEL, CancelCommand(reason=reason, actor=actor), client_id)
 
-    async def review(self, order_id: str, approve: bool, note: str | None) -> OrderState:
+    async def review(self, order_id: str, approve: bool, note: str | None, *, actor: str = "operator") -> OrderState:
         update = UPDATE_APPROVE if approve else UPDATE_REJECT
-        return await self._update(order_id, update, ReviewCommand(note=note, actor="operator"))
+        return await self._update(order_id, update, ReviewCommand(note=note, actor=actor))
 
     async def track(self, event: TrackingEvent) -> None:
         """Hand a carrier event to its order; an event for an order that has finished is dropped."""
@@ -202,8 +221,10 @@ class OrderClient:
             await self._describe(handle, event.order_id)
             log.info("late tracking event dropped", order_id=event.order_id, event_id=event.event_id)
 
-    async def _update(self, order_id: str, update: str, command: Any) -> OrderState:
+    async def _update(self, order_id: str, update: str, command: Any, client_id: str | None = None) -> OrderState:
         record = await self._record(order_id)
+        if client_id is not None:
+            await self._ensure_owned(order_id, record, client_id)
         if record is not None and record.status.is_terminal:
             raise OrderClosed(record.status.value)
         handle = self._handle(order_id)
@@ -223,6 +244,16 @@ class OrderClient:
             if error.status != RPCStatusCode.NOT_FOUND:
                 raise
         raise OrderClosed(await self._closed_status(handle, order_id))
+
+    async def _ensure_owned(self, order_id: str, record: OrderState | None, client_id: str) -> None:
+        """Not found, unless the order belongs to `client_id`: by its record, or before there is one, by its memo."""
+        if record is not None:
+            owner = record.client_id
+        else:
+            description = await self._describe(self._handle(order_id), order_id)
+            owner = await description.memo_value(MEMO_CLIENT_ID, None)
+        if owner != client_id:
+            raise OrderNotFound(order_id)
 
     async def _closed_status(self, handle: WorkflowHandle[Any, Any], order_id: str) -> str:
         description = await self._describe(handle, order_id)

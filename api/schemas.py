@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import datetime
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from models.fields import JSON_INTEGER
 from models.order import OrderStatus, Strict
+from security.api_keys import KeyInfo, Role
 
 WarehouseCode = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 
@@ -40,3 +43,47 @@ class SubscriptionRequest(Strict):
 
     url: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
     events: Annotated[list[OrderStatus], Field(max_length=len(OrderStatus))] = []
+
+
+KeyName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+ClientId = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+]
+
+
+class KeyRequest(Strict):
+    """A new API key: a client key acts for one client id, a staff key for none."""
+
+    name: KeyName
+    role: Role
+    client_id: ClientId | None = None
+
+    @model_validator(mode="after")
+    def _client_id_for_client_keys_only(self) -> KeyRequest:
+        if (self.role == Role.CLIENT) != (self.client_id is not None):
+            raise ValueError("a client key needs a client_id, and only a client key has one")
+        return self
+
+
+class KeyView(BaseModel):
+    """What is shown about a key: never the key, never its hash."""
+
+    key_id: str
+    name: str
+    role: Role
+    client_id: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+    locked_at: datetime | None
+
+    @classmethod
+    def of(cls, info: KeyInfo) -> KeyView:
+        return cls(**dataclasses.asdict(info))
+
+
+class KeyCreated(KeyView):
+    key: str = Field(description="The key itself, shown this once and kept nowhere: `Authorization: Bearer <key>`.")
+
+
+class KeyList(BaseModel):
+    items: list[KeyView]

@@ -54,6 +54,7 @@ async def record_order(session: AsyncSession, request: RecordOrderInput) -> None
     order = dialect_insert(session, OrderRow).values(
         order_id=request.order_id,
         workflow_id=request.workflow_id,
+        client_id=request.client_id,
         customer_id=request.request.customer.id,
         status=OrderStatus.RECEIVED.value,
         total=request.request.total,
@@ -84,6 +85,7 @@ async def record_status(session: AsyncSession, change: StatusChangeInput, keyrin
     order = dialect_insert(session, OrderRow).values(
         order_id=state.order_id,
         workflow_id=state.workflow_id,
+        client_id=state.client_id,
         customer_id=state.customer.id,
         status=state.status.value,
         total=state.total,
@@ -183,13 +185,15 @@ async def list_orders(
     sku: str | None,
     limit: int,
     cursor: str | None,
+    client_id: str | None = None,
 ) -> OrderPage:
-    """Orders newest first, filtered; `next_cursor` continues after the last one (None on the last page)."""
+    """Orders newest first, filtered (`client_id`: one API client's only); `next_cursor` continues after the last."""
     if limit < 1:
         raise ValueError("limit must be at least 1")
     query = select(
         OrderRow.order_id,
         OrderRow.workflow_id,
+        OrderRow.client_id,
         OrderRow.status,
         OrderRow.customer_id,
         OrderRow.total,
@@ -201,6 +205,8 @@ async def list_orders(
         query = query.where(OrderRow.status == status.value)
     if customer_id is not None:
         query = query.where(OrderRow.customer_id == customer_id)
+    if client_id is not None:
+        query = query.where(OrderRow.client_id == client_id)
     if sku is not None:
         query = query.where(exists().where(OrderLineRow.order_id == OrderRow.order_id, OrderLineRow.sku == sku))
     if cursor is not None:
@@ -218,6 +224,7 @@ async def list_orders(
         OrderSummary(
             order_id=row.order_id,
             workflow_id=row.workflow_id,
+            client_id=row.client_id,
             status=OrderStatus(row.status),
             customer_id=row.customer_id,
             total=row.total,

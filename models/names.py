@@ -24,6 +24,9 @@ SIGNAL_STOCK_RECEIVED = "stock_received"
 SIGNAL_WITHDRAW = "withdraw"
 QUERY_DEMAND = "demand"
 
+# Memo of an order workflow: the API client that placed it, readable before the workflow has run.
+MEMO_CLIENT_ID = "client_id"
+
 # Typed custom search attributes, registered on the server at start.
 SA_ORDER_STATUS = SearchAttributeKey.for_keyword("OrderStatus")
 SA_CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")

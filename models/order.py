@@ -101,6 +101,8 @@ class OrderInput(BaseModel):
 
     order_id: str
     request: OrderRequest
+    # The API client that placed the order (None for staff); set by the API, never by a request body.
+    client_id: str | None = None
     review_timeout: timedelta = timedelta(hours=48)
     backorder_timeout: timedelta = timedelta(days=7)
     delivery_timeout: timedelta = timedelta(days=14)
@@ -163,6 +165,8 @@ class OrderState(BaseModel):
 
     order_id: str
     workflow_id: str
+    # The API client that placed the order (None for staff); a client sees only its own orders.
+    client_id: str | None = None
     status: OrderStatus
     customer: Customer
     shipping_address: Address
@@ -180,11 +184,14 @@ class OrderState(BaseModel):
     updated_at: datetime
 
     @classmethod
-    def received(cls, order_id: str, workflow_id: str, request: OrderRequest, at: datetime) -> OrderState:
+    def received(
+        cls, order_id: str, workflow_id: str, request: OrderRequest, at: datetime, client_id: str | None = None
+    ) -> OrderState:
         """The order as it stands the moment it is received: nothing reviewed, allocated or shipped yet."""
         return cls(
             order_id=order_id,
             workflow_id=workflow_id,
+            client_id=client_id,
             status=OrderStatus.RECEIVED,
             customer=request.customer,
             shipping_address=request.shipping_address,
@@ -246,6 +253,7 @@ class OrderSummary(BaseModel):
 
     order_id: str
     workflow_id: str
+    client_id: str | None = None
     status: OrderStatus
     customer_id: str
     total: Decimal

@@ -14,6 +14,7 @@ class RecordOrderInput(BaseModel):
     workflow_id: str
     request: OrderRequest
     received_at: datetime
+    client_id: str | None = None
 
 
 class StatusChangeInput(BaseModel):

@@ -10,6 +10,10 @@ Payloads and customer data are encrypted: unless keys are configured
 in the data folder and every later run reuses it. The Temporal UI decodes
 payloads through the API's codec endpoint.
 
+The API requires a key: the first run makes a local admin key, kept in the data
+folder (`admin-key`, readable by its owner only) and reused by every later run,
+hands it to the API as its bootstrap admin key and prints it in the banner.
+
 Environment (defaults in brackets), so a second stack can run beside the first:
   OMS_STACK_DATA_DIR [data]            SQLite database, Temporal state and the encryption key file
   OMS_STACK_TEMPORAL_PORT [7233]       Temporal frontend (gRPC)
@@ -17,6 +21,7 @@ Environment (defaults in brackets), so a second stack can run beside the first:
   OMS_API_PORT [8000]                  the API
   STANDINS_PORT [8100]                 the stand-in outside systems
   DATABASE_URL                         PostgreSQL instead of SQLite under the data folder
+  OMS_BOOTSTRAP_ADMIN_KEY              an admin key of your own instead of the one in the data folder
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from db.migrate import upgrade
 from logging_config import configure_logging
 from models.names import SEARCH_ATTRIBUTES
 from scripts.demo_catalogue import FLAGGED_CUSTOMER_ID, seed
+from security.api_keys import InvalidKey, new_key, split_key
 from security.keyring import KeyringError, create_key_file, load_keyring, read_key_file
 from settings import Settings
 
@@ -52,6 +58,7 @@ TEMPORAL_START_SECONDS = 60.0
 API_READY_SECONDS = 60.0
 STOP_GRACE_SECONDS = 15.0
 OUTSIDE_SYSTEMS = ("carrier", "finance", "crm", "notifications", "purchasing")
+ADMIN_KEY_FILE = "admin-key"
 
 log = structlog.get_logger("oms.local_stack")
 
@@ -151,6 +158,26 @@ class StackConfig:
         return env
 
 
+def local_admin_key(data_dir: Path) -> str:
+    """The local stack's admin key: made on the first run, kept in the data folder for its owner only, reused after."""
+    path = data_dir / ADMIN_KEY_FILE
+    try:
+        key = path.read_text().strip()
+    except FileNotFoundError:
+        key = new_key()
+        # Created with its final mode, so that the key is never readable by others, not even for a moment.
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(key + "\n")
+        return key
+    try:
+        split_key(key)
+    except InvalidKey:
+        raise StackError(f"{path} does not hold an API key: delete it, and the next run makes a new one") from None
+    path.chmod(0o600)
+    return key
+
+
 @dataclass
 class Child:
     name: str
@@ -165,18 +192,21 @@ class LocalStack:
         self.key_file = config.key_file(settings)
         self.env = config.child_environment(os.environ, self.database_url, settings, self.key_file)
         self.children: list[Child] = []
+        self.admin_key = ""
 
     async def start(self) -> None:
         self._refuse_taken_ports()
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         self._prepare_keys()
+        self.admin_key = self.env.get("OMS_BOOTSTRAP_ADMIN_KEY") or local_admin_key(self.config.data_dir)
         await self._start_temporal()
         log.info("migrating database", database=_without_password(self.database_url))
         await asyncio.to_thread(upgrade, self.database_url)
         await self._seed()
         await self._spawn("stand-ins", sys.executable, "-m", "standins")
         await self._spawn("worker", sys.executable, str(ROOT / "worker.py"))
-        await self._spawn("API", sys.executable, "-m", "api")
+        # Only the API is given the admin key.
+        await self._spawn("API", sys.executable, "-m", "api", env={"OMS_BOOTSTRAP_ADMIN_KEY": self.admin_key})
         await self._wait_for_api()
 
     async def supervise(self, stop: asyncio.Event) -> int:
@@ -268,10 +298,12 @@ class LocalStack:
             await engine.dispose()
         log.info("demo catalogue ready")
 
-    async def _spawn(self, name: str, *command: str) -> Child:
+    async def _spawn(self, name: str, *command: str, env: Mapping[str, str] | None = None) -> Child:
         # Each child leads its own process group: Ctrl-C reaches only this
         # supervisor, which then stops the children in order.
-        process = await asyncio.create_subprocess_exec(*command, cwd=ROOT, env=self.env, start_new_session=True)
+        process = await asyncio.create_subprocess_exec(
+            *command, cwd=ROOT, env={**self.env, **(env or {})}, start_new_session=True
+        )
         child = Child(name, process)
         self.children.append(child)
         log.info("started", child=name, pid=process.pid)
@@ -299,6 +331,18 @@ class LocalStack:
 
     def banner(self) -> str:
         api = self.config.api_url
+        admin_key_file = self.config.data_dir / ADMIN_KEY_FILE
+        place_order = " ".join(
+            [
+                f"curl -s -X POST {api}/orders",
+                f"-H 'Authorization: Bearer {self.admin_key}'",
+                "-H 'Content-Type: application/json' -H 'Idempotency-Key: demo-1'",
+                f"-d '{DEMO_ORDER}'",
+            ]
+        )
+        # A database URL with a password came from the environment, where the command finds it too.
+        database = "" if make_url(self.database_url).password else f"DATABASE_URL='{self.database_url}' "
+        make_key = f"{database}{sys.executable} -m scripts.api_keys create --name 'demo shop' --role client"
         return f"""
 Order management is running. Ctrl-C stops everything.
 
@@ -306,11 +350,16 @@ Order management is running. Ctrl-C stops everything.
   Temporal UI  http://127.0.0.1:{self.config.temporal_ui_port}   (payloads decoded by {self.config.codec_url})
   Stand-ins    http://127.0.0.1:{self.config.standins_port}
   Database     {_without_password(self.database_url)}
-  Keys         {self.key_file or "as configured (OMS_ENCRYPTION_KEYS or OMS_ENCRYPTION_KEY_FILE)"}
+  Data keys    {self.key_file or "as configured (OMS_ENCRYPTION_KEYS or OMS_ENCRYPTION_KEY_FILE)"}
+  Admin key    {self.admin_key}   (local only; kept in {admin_key_file})
 
 Place a demo order (customer id {FLAGGED_CUSTOMER_ID} goes to manual review; CHAIR-006 is nearly out of stock):
 
-  curl -s -X POST {api}/orders -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-1' -d '{DEMO_ORDER}'
+  {place_order}
+
+Make a key for a shop (it sees only its own orders):
+
+  {make_key} --client-id shop-1
 """
 
 

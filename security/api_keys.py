@@ -4,6 +4,7 @@ A key reads `oms_<key id>_<secret>`. The key id is public (it names the key in l
 entries and revocations); the secret is 256 random bits, and the database holds only its
 HMAC-SHA256 under the server's hashing secret, so a copy of the table opens nothing.
 Presented keys are checked by key id, then by comparing hashes in constant time.
+Changes to keys are logged as security events (`log_key_event`) by whoever makes them.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
+import structlog
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.tables import ApiKeyRow
+
+log = structlog.get_logger("oms.security")
 
 KEY_PATTERN = re.compile(r"^oms_(?P<key_id>[0-9a-f]{16})_(?P<secret>[A-Za-z0-9_-]{43})$")
 
@@ -162,3 +166,16 @@ async def revoke_key(session: AsyncSession, key_id: str) -> KeyInfo | None:
 async def lock_key(session: AsyncSession, key_id: str, locked: bool = True) -> KeyInfo | None:
     """Lock at once (or unlock) a key; a locked key answers 401 until unlocked."""
     return await _stamp(session, key_id, "locked_at", datetime.now(UTC) if locked else None)
+
+
+def log_key_event(event: str, info: KeyInfo, **fields: object) -> None:
+    """A change to a key (key_created, key_revoked, key_locked, key_unlocked) as an event a monitor can alert on."""
+    log.warning(
+        event,
+        category="security",
+        key_id=info.key_id,
+        key_name=info.name,
+        role=info.role.value,
+        client_id=info.client_id,
+        **fields,
+    )

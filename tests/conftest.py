@@ -26,6 +26,8 @@ from models.names import SEARCH_ATTRIBUTES
 from models.tables import Base
 from security.codec import data_converter
 from security.keyring import Keyring
+from settings import Settings
+from tests.keys import Keys, make_keys
 
 BIN = Path(sys.executable).parent
 TEST_KEYRING = Keyring.generate("test-session")
@@ -54,6 +56,12 @@ async def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     async with engine.begin() as connection:
         await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     return create_sessionmaker(engine)
+
+
+@pytest.fixture
+async def keys(sessionmaker: async_sessionmaker[AsyncSession]) -> Keys:
+    """A key of each role (and a second client's), made with the settings' hashing secret."""
+    return await make_keys(sessionmaker, Settings().api_key_hash_secret)
 
 
 SEARCH_ATTRIBUTE_TYPES = {

@@ -1,7 +1,8 @@
 """The HTTP API for orders, carrier webhooks and health, served over real HTTP.
 
 Real PostgreSQL and a real Temporal dev server; no worker polls the test's task
-queue, so a started order workflow stays as the API left it.
+queue, so a started order workflow stays as the API left it. `api` calls with a
+shop's client key, `operator` with an operator's.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from models.tables import IdempotencyKeyRow, OrderRow
 from security.signing import sign
 from settings import Settings
 from tests.conftest import TEST_KEYRING
+from tests.keys import CLIENT_ID, Keys, bearer
 from tests.servers import running_server
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -82,11 +84,21 @@ def temporal(dev_server_env: WorkflowEnvironment) -> Client:
 
 
 @pytest.fixture
-async def api(
-    database_url: str, task_queue: str, temporal: Client, sessionmaker: Sessions
-) -> AsyncIterator[httpx.AsyncClient]:
+async def api_url(database_url: str, task_queue: str, temporal: Client, sessionmaker: Sessions) -> AsyncIterator[str]:
     app = create_app(api_settings(database_url, task_queue), client=temporal, sessionmaker=sessionmaker)
-    async with running_server(app) as base_url, httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+    async with running_server(app) as base_url:
+        yield base_url
+
+
+@pytest.fixture
+async def api(api_url: str, keys: Keys) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=api_url, timeout=30, headers=bearer(keys.client)) as http:
+        yield http
+
+
+@pytest.fixture
+async def operator(api_url: str, keys: Keys) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=api_url, timeout=30, headers=bearer(keys.operator)) as http:
         yield http
 
 
@@ -105,19 +117,23 @@ async def rows(sessionmaker: Sessions, table: Any) -> int:
         return int(await session.scalar(select(func.count()).select_from(table)) or 0)
 
 
-async def stored_order(sessionmaker: Sessions, status: OrderStatus, order_id: str | None = None) -> OrderState:
-    """An order record as the workflow would have written it, ending in `status`."""
+async def stored_order(
+    sessionmaker: Sessions, status: OrderStatus, order_id: str | None = None, client_id: str | None = None
+) -> OrderState:
+    """An order record as the workflow would have written it, ending in `status`; placed by `client_id`."""
     order_id = order_id or str(uuid.uuid4())
     request = OrderRequest.model_validate(order_body())
     now = datetime.now(UTC)
-    state = OrderState.received(order_id, order_workflow_id(order_id), request, now).model_copy(
+    state = OrderState.received(order_id, order_workflow_id(order_id), request, now, client_id).model_copy(
         update={"status": status}
     )
     event = TimelineEvent(seq=1, at=now, status=status, actor="workflow", event=status.value)
     async with sessionmaker.begin() as session:
         await record_order(
             session,
-            RecordOrderInput(order_id=order_id, workflow_id=state.workflow_id, request=request, received_at=now),
+            RecordOrderInput(
+                order_id=order_id, workflow_id=state.workflow_id, request=request, received_at=now, client_id=client_id
+            ),
         )
         await record_status(session, StatusChangeInput(event=event, state=state), TEST_KEYRING)
     return state
@@ -275,7 +291,7 @@ async def test_an_idempotency_key_of_a_finished_order_answers_with_its_final_sta
     first = await api.post("/orders", json=order_body(), headers={"Idempotency-Key": "checkout-9"})
     order_id = first.json()["order_id"]
     await temporal.get_workflow_handle(order_workflow_id(order_id)).terminate("test")
-    await stored_order(sessionmaker, OrderStatus.CANCELLED, order_id)
+    await stored_order(sessionmaker, OrderStatus.CANCELLED, order_id, client_id=CLIENT_ID)
 
     again = await api.post("/orders", json=order_body(), headers={"Idempotency-Key": "checkout-9"})
 
@@ -294,11 +310,11 @@ async def test_an_unknown_order_is_a_404(api: httpx.AsyncClient) -> None:
     assert "not found" in response.json()["detail"]
 
 
-async def test_a_finished_order_is_read_from_its_record(api: httpx.AsyncClient, sessionmaker: Sessions) -> None:
+async def test_a_finished_order_is_read_from_its_record(operator: httpx.AsyncClient, sessionmaker: Sessions) -> None:
     # No workflow exists for this order: a final record is answer enough.
     stored = await stored_order(sessionmaker, OrderStatus.DELIVERED)
 
-    response = await api.get(f"/orders/{stored.order_id}")
+    response = await operator.get(f"/orders/{stored.order_id}")
 
     assert response.status_code == 200
     state = OrderState.model_validate(response.json())
@@ -320,7 +336,7 @@ async def test_a_running_order_without_an_answer_shows_its_last_record(
     api: httpx.AsyncClient, sessionmaker: Sessions
 ) -> None:
     accepted = (await api.post("/orders", json=order_body())).json()
-    await stored_order(sessionmaker, OrderStatus.ALLOCATING, accepted["order_id"])
+    await stored_order(sessionmaker, OrderStatus.ALLOCATING, accepted["order_id"], client_id=CLIENT_ID)
 
     response = await api.get(f"/orders/{accepted['order_id']}")
 
@@ -332,19 +348,21 @@ async def test_a_running_order_without_an_answer_shows_its_last_record(
 
 
 async def test_orders_are_listed_newest_first_filtered_and_paged(
-    api: httpx.AsyncClient, sessionmaker: Sessions
+    operator: httpx.AsyncClient, sessionmaker: Sessions
 ) -> None:
     delivered = [await stored_order(sessionmaker, OrderStatus.DELIVERED) for _ in range(3)]
     await stored_order(sessionmaker, OrderStatus.CANCELLED)
 
-    first = await api.get("/orders", params={"status": "delivered", "limit": 2})
-    second = await api.get("/orders", params={"status": "delivered", "limit": 2, "cursor": first.json()["next_cursor"]})
+    first = await operator.get("/orders", params={"status": "delivered", "limit": 2})
+    second = await operator.get(
+        "/orders", params={"status": "delivered", "limit": 2, "cursor": first.json()["next_cursor"]}
+    )
 
     assert first.status_code == second.status_code == 200
     listed = [item["order_id"] for item in first.json()["items"] + second.json()["items"]]
     assert listed == [order.order_id for order in reversed(delivered)]
     assert second.json()["next_cursor"] is None
-    by_sku = await api.get("/orders", params={"sku": "BOLT-7", "customer_id": "C-1"})
+    by_sku = await operator.get("/orders", params={"sku": "BOLT-7", "customer_id": "C-1"})
     assert len(by_sku.json()["items"]) == 4
 
 
@@ -365,8 +383,10 @@ async def test_a_bad_listing_query_is_a_422(api: httpx.AsyncClient, params: dict
 @pytest.mark.parametrize(
     ("action", "body"), [("cancel", {"reason": "changed my mind"}), ("review", {"decision": "approve"})]
 )
-async def test_acting_on_an_unknown_order_is_a_404(action: str, body: dict[str, str], api: httpx.AsyncClient) -> None:
-    response = await api.post(f"/orders/{uuid.uuid4()}/{action}", json=body)
+async def test_acting_on_an_unknown_order_is_a_404(
+    action: str, body: dict[str, str], operator: httpx.AsyncClient
+) -> None:
+    response = await operator.post(f"/orders/{uuid.uuid4()}/{action}", json=body)
 
     assert response.status_code == 404
 
@@ -375,11 +395,11 @@ async def test_acting_on_an_unknown_order_is_a_404(action: str, body: dict[str, 
     ("action", "body"), [("cancel", {"reason": "changed my mind"}), ("review", {"decision": "reject", "note": "x"})]
 )
 async def test_acting_on_a_finished_order_is_a_409_naming_its_status(
-    action: str, body: dict[str, str], api: httpx.AsyncClient, sessionmaker: Sessions
+    action: str, body: dict[str, str], operator: httpx.AsyncClient, sessionmaker: Sessions
 ) -> None:
     stored = await stored_order(sessionmaker, OrderStatus.DELIVERED)
 
-    response = await api.post(f"/orders/{stored.order_id}/{action}", json=body)
+    response = await operator.post(f"/orders/{stored.order_id}/{action}", json=body)
 
     assert response.status_code == 409
     assert response.json() == {"detail": "order is delivered"}
@@ -402,9 +422,9 @@ async def test_cancelling_an_order_whose_workflow_was_stopped_is_a_409(
     [("cancel", {"reason": ""}, "reason"), ("review", {"decision": "maybe"}, "decision")],
 )
 async def test_a_malformed_action_is_a_422(
-    action: str, body: dict[str, str], field: str, api: httpx.AsyncClient
+    action: str, body: dict[str, str], field: str, operator: httpx.AsyncClient
 ) -> None:
-    response = await api.post(f"/orders/{uuid.uuid4()}/{action}", json=body)
+    response = await operator.post(f"/orders/{uuid.uuid4()}/{action}", json=body)
 
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", field]
@@ -490,12 +510,15 @@ async def test_ready_when_database_and_temporal_answer(database_url: str, task_q
 
 @pytest.fixture
 async def api_without_database(
-    database_url: str, task_queue: str, temporal: Client
+    database_url: str, task_queue: str, temporal: Client, keys: Keys
 ) -> AsyncIterator[httpx.AsyncClient]:
     engine = create_engine("postgresql://oms:oms@127.0.0.1:1/oms")
     app = create_app(api_settings(database_url, task_queue), client=temporal, sessionmaker=create_sessionmaker(engine))
     try:
-        async with running_server(app) as base_url, httpx.AsyncClient(base_url=base_url) as http:
+        async with (
+            running_server(app) as base_url,
+            httpx.AsyncClient(base_url=base_url, headers=bearer(keys.operator)) as http,
+        ):
             yield http
     finally:
         await engine.dispose()

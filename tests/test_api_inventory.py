@@ -1,7 +1,8 @@
 """The HTTP API for stock and purchasing: counts, levels, supplier receipts and open shortages.
 
 Real PostgreSQL, real HTTP, and a real Temporal dev server to receive the
-replenishment signals (no worker polls the test's task queue).
+replenishment signals (no worker polls the test's task queue). Stock counts are an
+admin's (`admin`); levels, receipts and shortages purchasing's (`purchasing`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from models.inventory import LineKey
 from models.names import REPLENISHMENT_WORKFLOW, SIGNAL_STOCK_RECEIVED, replenishment_workflow_id
 from models.purchasing import StockReceived
 from models.tables import ShortageRow
+from tests.keys import Keys, bearer
 from tests.servers import running_server
 from tests.test_api import api_settings
 
@@ -36,11 +38,21 @@ def temporal(dev_server_env: WorkflowEnvironment) -> Client:
 
 
 @pytest.fixture
-async def api(
-    database_url: str, task_queue: str, temporal: Client, sessionmaker: Sessions
-) -> AsyncIterator[httpx.AsyncClient]:
+async def api_url(database_url: str, task_queue: str, temporal: Client, sessionmaker: Sessions) -> AsyncIterator[str]:
     app = create_app(api_settings(database_url, task_queue), client=temporal, sessionmaker=sessionmaker)
-    async with running_server(app) as base_url, httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+    async with running_server(app) as base_url:
+        yield base_url
+
+
+@pytest.fixture
+async def purchasing(api_url: str, keys: Keys) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=api_url, timeout=30, headers=bearer(keys.purchasing)) as http:
+        yield http
+
+
+@pytest.fixture
+async def admin(api_url: str, keys: Keys) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=api_url, timeout=30, headers=bearer(keys.admin)) as http:
         yield http
 
 
@@ -67,9 +79,11 @@ async def stock_received_signals(temporal: Client, sku: str) -> list[StockReceiv
 # Stock counts and levels
 
 
-async def test_a_stock_count_creates_the_sku_and_reports_its_level(api: httpx.AsyncClient) -> None:
-    first = await api.put("/inventory/WIDGET-1", json={"warehouse": "AMS", "on_hand": 7})
-    second = await api.put("/inventory/WIDGET-1", json={"warehouse": "BER", "on_hand": 3})
+async def test_a_stock_count_creates_the_sku_and_reports_its_level(
+    admin: httpx.AsyncClient, purchasing: httpx.AsyncClient
+) -> None:
+    first = await admin.put("/inventory/WIDGET-1", json={"warehouse": "AMS", "on_hand": 7})
+    second = await admin.put("/inventory/WIDGET-1", json={"warehouse": "BER", "on_hand": 3})
 
     assert first.status_code == second.status_code == 200
     level = second.json()
@@ -83,19 +97,21 @@ async def test_a_stock_count_creates_the_sku_and_reports_its_level(api: httpx.As
             {"warehouse": "BER", "on_hand": 3, "reserved": 0, "available": 3},
         ],
     }
-    assert (await api.get("/inventory/WIDGET-1")).json() == level
+    assert (await purchasing.get("/inventory/WIDGET-1")).json() == level
 
 
-async def test_a_stock_count_below_what_is_reserved_is_a_409(api: httpx.AsyncClient, sessionmaker: Sessions) -> None:
-    await api.put("/inventory/WIDGET-1", json={"warehouse": "AMS", "on_hand": 5})
+async def test_a_stock_count_below_what_is_reserved_is_a_409(
+    admin: httpx.AsyncClient, purchasing: httpx.AsyncClient, sessionmaker: Sessions
+) -> None:
+    await admin.put("/inventory/WIDGET-1", json={"warehouse": "AMS", "on_hand": 5})
     async with sessionmaker.begin() as session:
         await reserve_line(session, LineKey(order_id="o-1", line_no=1, attempt=1), "WIDGET-1", 4, ["AMS"])
 
-    response = await api.put("/inventory/WIDGET-1", json={"warehouse": "AMS", "on_hand": 3})
+    response = await admin.put("/inventory/WIDGET-1", json={"warehouse": "AMS", "on_hand": 3})
 
     assert response.status_code == 409
     assert "reserved" in response.json()["detail"]
-    level = (await api.get("/inventory/WIDGET-1")).json()
+    level = (await purchasing.get("/inventory/WIDGET-1")).json()
     assert (level["on_hand"], level["reserved"]) == (5, 4)
 
 
@@ -107,16 +123,18 @@ async def test_a_stock_count_below_what_is_reserved_is_a_409(api: httpx.AsyncCli
         ({"warehouse": "", "on_hand": 1}, "warehouse"),
     ],
 )
-async def test_a_malformed_stock_count_is_a_422(api: httpx.AsyncClient, body: dict[str, object], field: str) -> None:
-    response = await api.put("/inventory/WIDGET-1", json=body)
+async def test_a_malformed_stock_count_is_a_422(
+    admin: httpx.AsyncClient, purchasing: httpx.AsyncClient, body: dict[str, object], field: str
+) -> None:
+    response = await admin.put("/inventory/WIDGET-1", json=body)
 
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", field]
-    assert (await api.get("/inventory/WIDGET-1")).status_code == 404
+    assert (await purchasing.get("/inventory/WIDGET-1")).status_code == 404
 
 
-async def test_an_unknown_sku_is_a_404(api: httpx.AsyncClient) -> None:
-    response = await api.get("/inventory/NOPE-1")
+async def test_an_unknown_sku_is_a_404(purchasing: httpx.AsyncClient) -> None:
+    response = await purchasing.get("/inventory/NOPE-1")
 
     assert response.status_code == 404
     assert response.json() == {"detail": "unknown SKU NOPE-1"}
@@ -126,11 +144,11 @@ async def test_an_unknown_sku_is_a_404(api: httpx.AsyncClient) -> None:
 
 
 async def test_a_receipt_adds_stock_and_tells_the_replenishment_workflow(
-    api: httpx.AsyncClient, sku: str, temporal: Client, task_queue: str
+    admin: httpx.AsyncClient, purchasing: httpx.AsyncClient, sku: str, temporal: Client, task_queue: str
 ) -> None:
-    await api.put(f"/inventory/{sku}", json={"warehouse": "AMS", "on_hand": 2})
+    await admin.put(f"/inventory/{sku}", json={"warehouse": "AMS", "on_hand": 2})
 
-    response = await api.post(
+    response = await purchasing.post(
         f"/inventory/{sku}/receipts", json={"warehouse": "AMS", "quantity": 5}, headers={"Idempotency-Key": "rcpt-1"}
     )
 
@@ -145,13 +163,13 @@ async def test_a_receipt_adds_stock_and_tells_the_replenishment_workflow(
 
 
 async def test_a_repeated_receipt_counts_once_and_signals_again(
-    api: httpx.AsyncClient, sku: str, temporal: Client
+    admin: httpx.AsyncClient, purchasing: httpx.AsyncClient, sku: str, temporal: Client
 ) -> None:
-    await api.put(f"/inventory/{sku}", json={"warehouse": "AMS", "on_hand": 0})
+    await admin.put(f"/inventory/{sku}", json={"warehouse": "AMS", "on_hand": 0})
     receipt = {"warehouse": "AMS", "quantity": 5}
 
-    first = await api.post(f"/inventory/{sku}/receipts", json=receipt, headers={"Idempotency-Key": "rcpt-2"})
-    again = await api.post(f"/inventory/{sku}/receipts", json=receipt, headers={"Idempotency-Key": "rcpt-2"})
+    first = await purchasing.post(f"/inventory/{sku}/receipts", json=receipt, headers={"Idempotency-Key": "rcpt-2"})
+    again = await purchasing.post(f"/inventory/{sku}/receipts", json=receipt, headers={"Idempotency-Key": "rcpt-2"})
 
     assert (first.status_code, again.status_code) == (201, 200)
     assert first.json()["on_hand"] == again.json()["on_hand"] == 5
@@ -160,23 +178,23 @@ async def test_a_repeated_receipt_counts_once_and_signals_again(
 
 
 async def test_receipts_without_a_key_are_separate_deliveries(
-    api: httpx.AsyncClient, sku: str, temporal: Client
+    admin: httpx.AsyncClient, purchasing: httpx.AsyncClient, sku: str, temporal: Client
 ) -> None:
-    await api.put(f"/inventory/{sku}", json={"warehouse": "AMS", "on_hand": 0})
+    await admin.put(f"/inventory/{sku}", json={"warehouse": "AMS", "on_hand": 0})
 
     for _ in range(2):
-        response = await api.post(f"/inventory/{sku}/receipts", json={"warehouse": "BER", "quantity": 3})
+        response = await purchasing.post(f"/inventory/{sku}/receipts", json={"warehouse": "BER", "quantity": 3})
         assert response.status_code == 201
 
-    assert (await api.get(f"/inventory/{sku}")).json()["on_hand"] == 6
+    assert (await purchasing.get(f"/inventory/{sku}")).json()["on_hand"] == 6
     signals = await stock_received_signals(temporal, sku)
     assert len({signal.receipt_id for signal in signals}) == 2
 
 
 async def test_a_receipt_for_an_unknown_sku_is_a_404_and_signals_nothing(
-    api: httpx.AsyncClient, temporal: Client
+    purchasing: httpx.AsyncClient, temporal: Client
 ) -> None:
-    response = await api.post("/inventory/NOPE-2/receipts", json={"warehouse": "AMS", "quantity": 1})
+    response = await purchasing.post("/inventory/NOPE-2/receipts", json={"warehouse": "AMS", "quantity": 1})
 
     assert response.status_code == 404
     with pytest.raises(RPCError) as missing:
@@ -192,22 +210,27 @@ async def test_a_receipt_for_an_unknown_sku_is_a_404_and_signals_nothing(
     ],
 )
 async def test_a_malformed_receipt_is_a_422(
-    api: httpx.AsyncClient, sku: str, body: dict[str, object], headers: dict[str, str], location: list[str]
+    admin: httpx.AsyncClient,
+    purchasing: httpx.AsyncClient,
+    sku: str,
+    body: dict[str, object],
+    headers: dict[str, str],
+    location: list[str],
 ) -> None:
-    await api.put(f"/inventory/{sku}", json={"warehouse": "AMS", "on_hand": 1})
+    await admin.put(f"/inventory/{sku}", json={"warehouse": "AMS", "on_hand": 1})
 
-    response = await api.post(f"/inventory/{sku}/receipts", json=body, headers=headers)
+    response = await purchasing.post(f"/inventory/{sku}/receipts", json=body, headers=headers)
 
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == location
-    assert (await api.get(f"/inventory/{sku}")).json()["on_hand"] == 1
+    assert (await purchasing.get(f"/inventory/{sku}")).json()["on_hand"] == 1
 
 
 # Shortages
 
 
 async def test_open_shortages_are_listed_per_sku_with_their_orders(
-    api: httpx.AsyncClient, sessionmaker: Sessions
+    purchasing: httpx.AsyncClient, sessionmaker: Sessions
 ) -> None:
     since = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
     async with sessionmaker.begin() as session:
@@ -219,7 +242,7 @@ async def test_open_shortages_are_listed_per_sku_with_their_orders(
             ]
         )
 
-    response = await api.get("/purchasing/shortages")
+    response = await purchasing.get("/purchasing/shortages")
 
     assert response.status_code == 200
     [shortage] = response.json()["items"]
@@ -229,8 +252,8 @@ async def test_open_shortages_are_listed_per_sku_with_their_orders(
     assert datetime.fromisoformat(shortage["since"]) == since
 
 
-async def test_no_shortages_is_an_empty_list(api: httpx.AsyncClient) -> None:
-    response = await api.get("/purchasing/shortages")
+async def test_no_shortages_is_an_empty_list(purchasing: httpx.AsyncClient) -> None:
+    response = await purchasing.get("/purchasing/shortages")
 
     assert response.status_code == 200
     assert response.json() == {"items": []}

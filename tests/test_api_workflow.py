@@ -2,7 +2,8 @@
 
 The worker runs the real OrderWorkflow with stand-in activities (tests/fakes.py),
 on the dev server, so the API's answers come from the workflow's own update
-validators and queries, as they would in production.
+validators and queries, as they would in production. A shop places and follows its
+orders (`api`, a client key); an operator reviews them (`operator`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from temporalio.worker import Worker
 from api.app import create_app
 from models.order import ReviewDecision, ReviewOutcome
 from tests.fakes import FakeSystems
+from tests.keys import Keys, bearer
 from tests.servers import running_server
 from tests.test_api import api_settings, order_body, post_tracking
 from workflows.order import OrderWorkflow
@@ -36,9 +38,9 @@ def fakes() -> FakeSystems:
 
 
 @pytest.fixture
-async def api(
+async def api_url(
     database_url: str, task_queue: str, dev_server_env: WorkflowEnvironment, sessionmaker: Sessions, fakes: FakeSystems
-) -> AsyncIterator[httpx.AsyncClient]:
+) -> AsyncIterator[str]:
     client: Client = dev_server_env.client
     app = create_app(api_settings(database_url, task_queue), client=client, sessionmaker=sessionmaker)
     async with (
@@ -49,8 +51,19 @@ async def api(
             activities=fakes.activities(),
         ),
         running_server(app) as base_url,
-        httpx.AsyncClient(base_url=base_url, timeout=30) as http,
     ):
+        yield base_url
+
+
+@pytest.fixture
+async def api(api_url: str, keys: Keys) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=api_url, timeout=30, headers=bearer(keys.client)) as http:
+        yield http
+
+
+@pytest.fixture
+async def operator(api_url: str, keys: Keys) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=api_url, timeout=30, headers=bearer(keys.operator)) as http:
         yield http
 
 
@@ -81,23 +94,27 @@ async def deliver(api: httpx.AsyncClient, order_id: str) -> None:
     assert (await post_tracking(api, event)).status_code == 202
 
 
-async def test_an_operator_approves_an_order_waiting_for_review(api: httpx.AsyncClient, fakes: FakeSystems) -> None:
+async def test_an_operator_approves_an_order_waiting_for_review(
+    api: httpx.AsyncClient, operator: httpx.AsyncClient, fakes: FakeSystems
+) -> None:
     fakes.review = ReviewOutcome(decision=ReviewDecision.MANUAL, reasons=["total above the threshold"])
     order_id = await place(api)
     await until(api, order_id, "pending_review")
 
-    response = await api.post(f"/orders/{order_id}/review", json={"decision": "approve", "note": "known customer"})
+    response = await operator.post(f"/orders/{order_id}/review", json={"decision": "approve", "note": "known customer"})
 
     assert response.status_code == 200
     assert response.json()["status"] != "pending_review"
     assert response.json()["review"]["note"] == "known customer"
 
 
-async def test_a_review_of_an_order_not_waiting_for_one_is_refused_with_the_reason(api: httpx.AsyncClient) -> None:
+async def test_a_review_of_an_order_not_waiting_for_one_is_refused_with_the_reason(
+    api: httpx.AsyncClient, operator: httpx.AsyncClient
+) -> None:
     order_id = await place(api)
     await until(api, order_id, "shipped")
 
-    response = await api.post(f"/orders/{order_id}/review", json={"decision": "reject"})
+    response = await operator.post(f"/orders/{order_id}/review", json={"decision": "reject"})
 
     assert response.status_code == 409
     assert response.json() == {"detail": "order is shipped, not waiting for review"}
@@ -114,17 +131,20 @@ async def test_cancelling_a_shipped_order_is_refused_with_the_reason(api: httpx.
     assert (await api.get(f"/orders/{order_id}")).json()["status"] == "shipped"
 
 
-async def test_an_order_waiting_for_review_can_be_cancelled(api: httpx.AsyncClient, fakes: FakeSystems) -> None:
+async def test_an_operator_cancels_an_order_waiting_for_review(
+    api: httpx.AsyncClient, operator: httpx.AsyncClient, fakes: FakeSystems
+) -> None:
     fakes.review = ReviewOutcome(decision=ReviewDecision.MANUAL, reasons=["customer is flagged"])
     order_id = await place(api)
     await until(api, order_id, "pending_review")
 
-    response = await api.post(f"/orders/{order_id}/cancel", json={"reason": "customer asked"})
+    response = await operator.post(f"/orders/{order_id}/cancel", json={"reason": "customer asked"})
 
     assert response.status_code == 200
     assert response.json()["cancellation_reason"] == "customer asked"
     cancelled = await until(api, order_id, "cancelled")
     assert cancelled["cancellation_reason"] == "customer asked"
+    assert cancelled["timeline"][-1]["actor"] == "operator"
 
 
 async def test_a_delivered_order_is_read_and_cannot_be_cancelled(api: httpx.AsyncClient) -> None:

@@ -393,7 +393,8 @@ async def test_an_order_above_the_review_threshold_is_delivered_once_an_operator
     assert pending["review"]["decision"] == "manual"
     assert (await stack.stock(sku))["reserved"] == 0
 
-    response = await stack.api.post(f"/orders/{order_id}/review", json={"decision": "approve", "note": "known buyer"})
+    approval = {"decision": "approve", "note": "known buyer"}
+    response = await stack.operator.post(f"/orders/{order_id}/review", json=approval)
 
     assert response.status_code == 200, response.text
     order = await stack.wait_for_status(order_id, "delivered")
@@ -413,7 +414,8 @@ async def test_an_order_above_the_review_threshold_is_rejected_by_an_operator(st
     order_id = await stack.place_order(order_body([line(sku, 2, "6000.00")]))
     await stack.wait_for_status(order_id, "pending_review")
 
-    response = await stack.api.post(f"/orders/{order_id}/review", json={"decision": "reject", "note": "fraud check"})
+    rejection = {"decision": "reject", "note": "fraud check"}
+    response = await stack.operator.post(f"/orders/{order_id}/review", json=rejection)
 
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "rejected"

@@ -1,5 +1,5 @@
-"""`make run`: the demo catalogue, and a real start and stop of the whole local stack beside any other one,
-with encryption keys of its own made on the first run."""
+"""`make run`: the demo catalogue, the local admin key, and a real start and stop of the whole stack beside
+another, with encryption keys of its own made on the first run."""
 
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from models.names import SEARCH_ATTRIBUTES
 from models.tables import CustomerFlagRow, SkuRow, StockRow, WarehouseRow
 from scripts.demo_catalogue import FLAGGED_CUSTOMER_ID, seed
-from scripts.local_stack import DEMO_ORDER
+from scripts.local_stack import ADMIN_KEY_FILE, DEMO_ORDER, StackError, local_admin_key
+from security.api_keys import split_key
+from tests.keys import bearer
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,6 +82,25 @@ async def test_seeding_again_keeps_the_stock_that_orders_changed(
     assert flagged is not None
     assert flagged.reason == "edited"
     assert rows == 9
+
+
+# The local admin key.
+
+
+def test_the_local_admin_key_is_made_once_readable_by_its_owner_only_and_reused(tmp_path: Path) -> None:
+    first = local_admin_key(tmp_path)
+    again = local_admin_key(tmp_path)
+
+    assert first == again
+    split_key(first)
+    assert (tmp_path / ADMIN_KEY_FILE).stat().st_mode & 0o777 == 0o600
+
+
+def test_a_damaged_admin_key_file_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / ADMIN_KEY_FILE).write_text("not a key\n")
+
+    with pytest.raises(StackError, match="delete it"):
+        local_admin_key(tmp_path)
 
 
 # The whole stack, in a subprocess, on ports and a data folder of its own.
@@ -215,7 +236,13 @@ def test_make_run_serves_the_api_and_temporal_ui_and_ctrl_c_stops_every_child(
     banner = output.read_text()
     assert f"http://127.0.0.1:{env['OMS_API_PORT']}/docs" in banner
     assert f"http://127.0.0.1:{env['OMS_STACK_TEMPORAL_UI_PORT']}" in banner
-    assert "curl" in banner
+    key = (tmp_path / "data" / ADMIN_KEY_FILE).read_text().strip()
+    assert (tmp_path / "data" / ADMIN_KEY_FILE).stat().st_mode & 0o777 == 0o600
+    [curl] = [line.strip() for line in banner.splitlines() if line.strip().startswith("curl")]
+    assert f"-H 'Authorization: Bearer {key}'" in curl
+    api = f"http://127.0.0.1:{env['OMS_API_PORT']}"
+    assert httpx.get(f"{api}/orders", headers=bearer(key), timeout=10).status_code == 200
+    assert httpx.get(f"{api}/orders", timeout=10).status_code == 401
     assert registered_search_attributes(env) == SEARCH_ATTRIBUTES
 
     stack.send_signal(signal.SIGINT)

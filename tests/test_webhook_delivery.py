@@ -121,7 +121,7 @@ def stack_with(
     async def start(**changes: Any) -> AsyncIterator[Stack]:
         settings = {**FAST_WEBHOOKS, **changes}
         async with running_stack(
-            dev_server_env.client, database_url, sessionmaker, task_queue, settings_changes=settings
+            dev_server_env.client, database_url, sessionmaker, task_queue, settings=settings
         ) as stack:
             yield stack
 

@@ -67,7 +67,9 @@ class OrderWorkflow:
         now = workflow.now()
         request = order.request
         self._input = order
-        self._state = OrderState.received(order.order_id, workflow.info().workflow_id, request, now)
+        self._state = OrderState.received(
+            order.order_id, workflow.info().workflow_id, request, now, client_id=order.client_id
+        )
         self._saga = Saga()
         self._background: list[asyncio.Task[Any]] = []
         self._operator_review: tuple[ReviewDecision, ReviewCommand] | None = None
@@ -158,6 +160,7 @@ class OrderWorkflow:
                 workflow_id=self._state.workflow_id,
                 request=self._input.request,
                 received_at=self._state.created_at,
+                client_id=self._input.client_id,
             ),
             summary="Record order",
             **DB_STEP,

@@ -1,13 +1,14 @@
-"""Stock per SKU: set a count, read the level, book a supplier's delivery."""
+"""Stock per SKU: set a count (admins), read the level (purchasing, operators), book a delivery (purchasing)."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.auth import require_role
 from api.deps import SessionmakerDep, SettingsDep, TemporalDep
 from api.errors import BODY_ERRORS, error_responses
 from api.schemas import StockCount, StockReceipt
@@ -17,8 +18,9 @@ from models.inventory import StockLevel
 from models.names import REPLENISHMENT_WORKFLOW, SIGNAL_STOCK_RECEIVED, replenishment_workflow_id
 from models.order import SKU_PATTERN
 from models.purchasing import ReplenishmentInput, StockReceived
+from security.api_keys import Role
 
-router = APIRouter(prefix="/inventory", tags=["inventory"])
+router = APIRouter(prefix="/inventory", tags=["inventory"], responses=error_responses(401, 403, 429))
 
 SkuPath = Annotated[str, Path(min_length=1, max_length=64, pattern=SKU_PATTERN)]
 ReceiptKey = Annotated[
@@ -40,7 +42,13 @@ async def _level(session: AsyncSession, sku: str) -> StockLevel:
     return level
 
 
-@router.put("/{sku}", response_model=StockLevel, responses=error_responses(409, *BODY_ERRORS, 503))
+# Admins only: a count overwrites what is on the shelf.
+@router.put(
+    "/{sku}",
+    response_model=StockLevel,
+    responses=error_responses(409, *BODY_ERRORS, 503),
+    dependencies=[Depends(require_role())],
+)
 async def count_stock(sku: SkuPath, count: StockCount, sessionmaker: SessionmakerDep) -> StockLevel:
     """Set the units on hand at a warehouse (a stock count); a new SKU or warehouse is created."""
     async with sessionmaker.begin() as session:
@@ -48,7 +56,12 @@ async def count_stock(sku: SkuPath, count: StockCount, sessionmaker: Sessionmake
         return await _level(session, sku)
 
 
-@router.get("/{sku}", response_model=StockLevel, responses=error_responses(404, 422, 503))
+@router.get(
+    "/{sku}",
+    response_model=StockLevel,
+    responses=error_responses(404, 422, 503),
+    dependencies=[Depends(require_role(Role.PURCHASING, Role.OPERATOR))],
+)
 async def get_stock(sku: SkuPath, sessionmaker: SessionmakerDep) -> StockLevel:
     async with sessionmaker.begin() as session:
         return await _level(session, sku)
@@ -62,6 +75,7 @@ async def get_stock(sku: SkuPath, sessionmaker: SessionmakerDep) -> StockLevel:
         status.HTTP_200_OK: {"model": StockLevel, "description": "The receipt was booked before; nothing changed."},
         **error_responses(404, 409, *BODY_ERRORS, 503),
     },
+    dependencies=[Depends(require_role(Role.PURCHASING))],
 )
 async def receive(
     sku: SkuPath,

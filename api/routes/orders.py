@@ -1,13 +1,15 @@
-"""Orders: place one, follow it, list them, and let operators review or cancel it."""
+"""Orders: clients place and follow their own; operators follow, review and cancel them all."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 
+from api.auth import client_scope, require_role
 from api.deps import OrdersDep, SessionmakerDep
-from api.errors import BODY_ERRORS, error_responses
+from api.errors import BODY_ERRORS, TooManyRequests, error_responses
+from api.guard import set_audit_target
 from db.orders import list_orders
 from models.fields import PRINTABLE_ASCII
 from models.order import (
@@ -21,8 +23,10 @@ from models.order import (
     OrderStatus,
     ReviewRequest,
 )
+from security.api_keys import Principal, Role
+from security.limits import RateLimiter, retry_after
 
-router = APIRouter(prefix="/orders", tags=["orders"])
+router = APIRouter(prefix="/orders", tags=["orders"], responses=error_responses(401, 403, 429))
 
 OrderId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
 IdempotencyKey = Annotated[
@@ -37,6 +41,23 @@ IdempotencyKey = Annotated[
 ]
 
 
+async def _within_order_rate(
+    request: Request, caller: Annotated[Principal, Depends(require_role(Role.CLIENT))]
+) -> Principal:
+    limiter: RateLimiter = request.app.state.order_rate
+    wait = limiter.admit(caller.key_id)
+    if wait is not None:
+        raise TooManyRequests("too many orders from this API key; try again later", retry_after=retry_after(wait))
+    return caller
+
+
+# Clients place orders (admins too, as staff), within the per-key rate limit.
+Placer = Annotated[Principal, Depends(_within_order_rate)]
+# Clients see and cancel their own orders only; operators all of them.
+Follower = Annotated[Principal, Depends(require_role(Role.CLIENT, Role.OPERATOR))]
+Reviewer = Annotated[Principal, Depends(require_role(Role.OPERATOR))]
+
+
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
@@ -44,10 +65,16 @@ IdempotencyKey = Annotated[
     responses=error_responses(409, *BODY_ERRORS, 503),
 )
 async def place_order(
-    request: OrderRequest, response: Response, orders: OrdersDep, idempotency_key: IdempotencyKey = None
+    order: OrderRequest,
+    request: Request,
+    response: Response,
+    orders: OrdersDep,
+    caller: Placer,
+    idempotency_key: IdempotencyKey = None,
 ) -> OrderAccepted:
     """Accept an order; its workflow takes it from here. Follow it at the Location returned."""
-    accepted = await orders.place(request, idempotency_key)
+    accepted = await orders.place(order, idempotency_key, client_id=client_scope(caller))
+    set_audit_target(request, order_id=accepted.order_id)
     response.headers["Location"] = f"/orders/{accepted.order_id}"
     return accepted
 
@@ -55,29 +82,47 @@ async def place_order(
 @router.get("", response_model=OrderPage, responses=error_responses(422, 503))
 async def get_orders(
     sessionmaker: SessionmakerDep,
+    caller: Follower,
     status: OrderStatus | None = None,
     customer_id: Annotated[str | None, Query(min_length=1, max_length=64, pattern=ID_PATTERN)] = None,
+    client_id: Annotated[
+        str | None,
+        Query(min_length=1, max_length=64, pattern=ID_PATTERN, description="Only orders placed by this API client."),
+    ] = None,
     sku: Annotated[str | None, Query(min_length=1, max_length=64, pattern=SKU_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(min_length=1, max_length=500, pattern=r"^[A-Za-z0-9_-]+$")] = None,
 ) -> OrderPage:
-    """Orders newest first; pass `next_cursor` back as `cursor` for the next page."""
+    """Orders newest first (a client's own only); pass `next_cursor` back as `cursor` for the next page."""
+    own = client_scope(caller)
+    if own is not None and client_id not in (None, own):
+        return OrderPage(items=[])
     async with sessionmaker.begin() as session:
-        return await list_orders(session, status=status, customer_id=customer_id, sku=sku, limit=limit, cursor=cursor)
+        return await list_orders(
+            session,
+            status=status,
+            customer_id=customer_id,
+            sku=sku,
+            limit=limit,
+            cursor=cursor,
+            client_id=own or client_id,
+        )
 
 
 @router.get("/{order_id}", response_model=OrderState, responses=error_responses(404, 409, 422, 503))
-async def get_order(order_id: OrderId, orders: OrdersDep) -> OrderState:
-    return await orders.state(order_id)
+async def get_order(order_id: OrderId, orders: OrdersDep, caller: Follower) -> OrderState:
+    return await orders.state(order_id, client_id=client_scope(caller))
 
 
 @router.post("/{order_id}/cancel", response_model=OrderState, responses=error_responses(404, 409, *BODY_ERRORS, 503))
-async def cancel_order(order_id: OrderId, request: CancelRequest, orders: OrdersDep) -> OrderState:
+async def cancel_order(order_id: OrderId, cancel: CancelRequest, orders: OrdersDep, caller: Follower) -> OrderState:
     """Cancel an order that has not shipped; 409 with the reason when the order refuses."""
-    return await orders.cancel(order_id, request.reason)
+    return await orders.cancel(order_id, cancel.reason, actor=caller.role.value, client_id=client_scope(caller))
 
 
 @router.post("/{order_id}/review", response_model=OrderState, responses=error_responses(404, 409, *BODY_ERRORS, 503))
-async def review_order(order_id: OrderId, request: ReviewRequest, orders: OrdersDep) -> OrderState:
+async def review_order(order_id: OrderId, review: ReviewRequest, orders: OrdersDep, caller: Reviewer) -> OrderState:
     """An operator's decision on an order waiting for manual review."""
-    return await orders.review(order_id, approve=request.decision == "approve", note=request.note)
+    return await orders.review(
+        order_id, approve=review.decision == "approve", note=review.note, actor=caller.role.value
+    )

@@ -1,0 +1,249 @@
+"""The door of the API: request ids, blocked sources, authentication, and the audit log.
+
+Every HTTP request passes the guard before FastAPI reads its body:
+
+1. It gets a request id, the caller's `X-Request-ID` when well-formed or a new one, echoed in
+   the response and bound to every log line written while it is served.
+2. A source address blocked after repeated failed authentications is answered 429 with
+   Retry-After, whatever key it sends (health probes excepted).
+3. A request for any path but the public ones (api.auth.PUBLIC_PATHS) is authenticated here,
+   so a caller without a usable key learns nothing, not even whether its body would parse;
+   unknown paths included. The route's `require_role` then checks the role.
+4. Once the status code is known, and before the response leaves, a mutating request (POST,
+   PUT, PATCH, DELETE) or a refusal for who the caller is (401, 403, 429) is appended to the
+   audit log in a transaction of its own, and security events go to the structured log under
+   stable names (auth_failed, access_denied, source_blocked, request_blocked, rate_limited).
+
+Blocks are counted per API process (security.limits).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.routing import iter_route_contexts
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.routing import compile_path
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.auth import PROBE_PATHS, PUBLIC_PATHS
+from api.errors import Unauthenticated, error_response
+from db.audit import append_entry
+from models.audit import AuditEntry, AuditOutcome
+from security.api_keys import InvalidKey, Principal, authenticate, split_key
+from security.limits import SourceBlocker, retry_after
+
+MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+REFUSED_FOR_WHO = frozenset({401, 403, 429})
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_TARGET_STATE = "audit_target"
+
+log = structlog.get_logger("oms.security")
+
+
+def set_audit_target(request: Request, **ids: str) -> None:
+    """Name what a request acted on when its path does not, e.g. the order a POST /orders created."""
+    request.state.audit_target = ids
+
+
+@dataclass
+class _Exchange:
+    """What the guard learns about one request on its way through."""
+
+    method: str
+    path: str
+    source: str
+    request_id: str
+    presented_key_id: str | None = None
+    auth_failure: str | None = None
+    principal: Principal | None = None
+    blocked: bool = False
+    status: int | None = None
+
+
+class _RouteNames:
+    """Route templates by path, so a request refused at the door is named like one that got through."""
+
+    def __init__(self) -> None:
+        self._table: list[tuple[str, re.Pattern[str]]] | None = None
+
+    def resolve(self, app: FastAPI, path: str) -> tuple[str | None, dict[str, str]]:
+        if self._table is None:
+            templates = {context.path for context in iter_route_contexts(app.routes) if context.path}
+            self._table = [(template, compile_path(template)[0]) for template in sorted(templates)]
+        for template, pattern in self._table:
+            match = pattern.match(path)
+            if match:
+                return template, match.groupdict()
+        return None, {}
+
+
+class Guard:
+    """ASGI middleware; see the module docstring. `blocker` counts failed authentications per source."""
+
+    def __init__(self, app: ASGIApp, blocker: SourceBlocker) -> None:
+        self.app = app
+        self._blocker = blocker
+        self._routes = _RouteNames()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        client = scope.get("client")
+        exchange = _Exchange(
+            method=scope["method"],
+            path=scope["path"],
+            source=client[0] if client else "unknown",
+            request_id=_request_id(headers.get("x-request-id")),
+        )
+
+        async def answer(message: Message) -> None:
+            if message["type"] == "http.response.start" and exchange.status is None:
+                exchange.status = int(message["status"])
+                MutableHeaders(scope=message).append("X-Request-ID", exchange.request_id)
+                await self._settle(scope, exchange)
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=exchange.request_id):
+            try:
+                await self._admit(scope, receive, answer, headers, exchange)
+            except Exception:
+                if exchange.status is None:
+                    exchange.status = 500
+                    await self._settle(scope, exchange)
+                raise
+
+    async def _admit(self, scope: Scope, receive: Receive, send: Send, headers: Headers, exchange: _Exchange) -> None:
+        if exchange.path not in PROBE_PATHS and (wait := self._blocker.blocked_for(exchange.source)) is not None:
+            exchange.blocked = True
+            detail = "too many failed authentications from this address; try again later"
+            await error_response(429, detail, retry_after=retry_after(wait))(scope, receive, send)
+            return
+        if exchange.path in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        try:
+            principal = await self._authenticate(scope["app"], headers.get("authorization"), exchange)
+        except (OperationalError, PoolTimeout):
+            # Down, or every connection busy: either way the caller should come back shortly.
+            await error_response(503, "the database is unavailable", retry_after=5)(scope, receive, send)
+            return
+        if principal is None:
+            refusal = Unauthenticated()
+            await error_response(401, refusal.detail, headers=refusal.headers)(scope, receive, send)
+            return
+        exchange.principal = principal
+        scope.setdefault("state", {})["principal"] = principal
+        with structlog.contextvars.bound_contextvars(actor_key_id=principal.key_id):
+            await self.app(scope, receive, send)
+
+    async def _authenticate(self, app: FastAPI, authorization: str | None, exchange: _Exchange) -> Principal | None:
+        scheme, _, presented = (authorization or "").partition(" ")
+        presented = presented.strip()
+        if not authorization:
+            exchange.auth_failure = "missing"
+            return None
+        try:
+            if scheme.lower() != "bearer":
+                raise InvalidKey("not a bearer credential")
+            exchange.presented_key_id, _ = split_key(presented)
+        except InvalidKey:
+            exchange.auth_failure = "malformed"
+            return None
+        async with app.state.sessionmaker() as session:
+            principal = await authenticate(session, presented, hash_secret=app.state.settings.api_key_hash_secret)
+        if principal is None:
+            # Unknown, wrong, revoked or locked: the caller is never told which.
+            exchange.auth_failure = "refused"
+        return principal
+
+    async def _settle(self, scope: Scope, exchange: _Exchange) -> None:
+        """Count, log and audit the answer; nothing here may keep the response from leaving."""
+        try:
+            template, ids = self._routes.resolve(scope["app"], exchange.path)
+            action = f"{exchange.method} {template or exchange.path}"[:100]
+            outcome = _outcome(exchange)
+            self._count_and_log(exchange, action, outcome)
+            if exchange.method in MUTATING_METHODS or exchange.status in REFUSED_FOR_WHO:
+                ids = scope.get("state", {}).get(_TARGET_STATE) or ids
+                await self._audit(scope["app"], exchange, action, outcome, _target(ids))
+        except Exception:
+            log.exception("audit_failed", category="security", request_id=exchange.request_id)
+
+    def _count_and_log(self, exchange: _Exchange, action: str, outcome: AuditOutcome) -> None:
+        principal = exchange.principal
+        fields: dict[str, Any] = {
+            "category": "security",
+            "source": exchange.source,
+            "action": action,
+            "key_id": principal.key_id if principal else exchange.presented_key_id,
+            "role": principal.role.value if principal else None,
+        }
+        if outcome == AuditOutcome.UNAUTHENTICATED:
+            log.warning("auth_failed", **fields, reason=exchange.auth_failure)
+            if exchange.path not in PUBLIC_PATHS and self._blocker.failed(exchange.source):
+                log.warning("source_blocked", **fields, block_seconds=self._blocker.block_seconds)
+        elif outcome == AuditOutcome.FORBIDDEN:
+            log.warning("access_denied", **fields)
+        elif outcome == AuditOutcome.BLOCKED:
+            log.info("request_blocked", **fields)
+        elif outcome == AuditOutcome.RATE_LIMITED:
+            log.warning("rate_limited", **fields)
+
+    async def _audit(
+        self, app: FastAPI, exchange: _Exchange, action: str, outcome: AuditOutcome, target: str | None
+    ) -> None:
+        principal = exchange.principal
+        entry = AuditEntry(
+            at=datetime.now(UTC),
+            key_id=principal.key_id if principal else exchange.presented_key_id,
+            actor=principal.name if principal else None,
+            role=principal.role.value if principal else None,
+            action=action,
+            target=target,
+            outcome=outcome,
+            status_code=exchange.status or 500,
+            source=exchange.source,
+            request_id=exchange.request_id,
+        )
+        try:
+            async with app.state.sessionmaker.begin() as session:
+                await append_entry(session, entry)
+        except Exception:
+            # The entry itself goes to the log, so what happened is not lost with the database.
+            log.exception("audit_write_failed", category="security", **entry.model_dump(mode="json", exclude={"id"}))
+
+
+def _request_id(offered: str | None) -> str:
+    return offered if offered is not None and _REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+
+
+def _outcome(exchange: _Exchange) -> AuditOutcome:
+    status = exchange.status or 500
+    if status == 401:
+        return AuditOutcome.UNAUTHENTICATED
+    if status == 403:
+        return AuditOutcome.FORBIDDEN
+    if status == 429:
+        return AuditOutcome.BLOCKED if exchange.blocked else AuditOutcome.RATE_LIMITED
+    if status >= 500:
+        return AuditOutcome.ERROR
+    if status >= 400:
+        return AuditOutcome.REFUSED
+    return AuditOutcome.OK
+
+
+def _target(ids: dict[str, str]) -> str | None:
+    if not ids:
+        return None
+    return ",".join(f"{name}={str(value)[:100]}" for name, value in ids.items())[:300]
