@@ -18,9 +18,9 @@ from temporalio.client import Client
 
 import temporal_client
 from api.body_limit import BodySizeLimit
-from api.errors import install_error_handlers
+from api.errors import error_responses, install_error_handlers
 from api.guard import Guard
-from api.routes import audit, health, inventory, keys, orders, purchasing, subscriptions, webhooks
+from api.routes import audit, codec, health, inventory, keys, orders, purchasing, subscriptions, webhooks
 from db.engine import create_engine, create_sessionmaker
 from security.api_keys import InvalidKey, ensure_admin_key
 from security.keyring import Keyring, load_keyring
@@ -63,6 +63,8 @@ def create_app(
         summary="Orders as durable Temporal workflows: place, follow, review and cancel them; manage stock.",
         version="0.1.0",
         lifespan=lifespan,
+        # A source blocked after failed authentications is answered 429 on every path.
+        responses=error_responses(429),
     )
     app.state.settings = settings
     # Both count per API process.
@@ -73,6 +75,7 @@ def create_app(
     # The guard is outermost: a blocked source is refused before its body is read.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(Guard, blocker=blocker)
+    app.add_middleware(codec.CodecCORS, origins=settings.codec_cors_origins)
     install_error_handlers(app)
     for router in (
         orders.router,
@@ -82,6 +85,7 @@ def create_app(
         subscriptions.router,
         keys.router,
         audit.router,
+        codec.router,
         health.router,
     ):
         app.include_router(router)

@@ -20,9 +20,19 @@ from api.deps import SessionmakerDep, SettingsDep
 from api.errors import Forbidden, Unauthenticated
 from security.api_keys import Principal, Role, authenticate
 
-# Open to anyone: probes, the API's own description, and the carrier's webhook (signed instead).
+# Open to anyone: probes, the API's own description, the carrier's webhook (signed instead) and the
+# codec sign-in page (which only asks for a key).
 PUBLIC_PATHS = frozenset(
-    {"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/webhooks/carrier"}
+    {
+        "/healthz",
+        "/readyz",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+        "/webhooks/carrier",
+        "/codec/login",
+    }
 )
 # Probes are answered even for a source blocked after failed authentications, so that a
 # load balancer sharing an address with a key guesser does not take the API out of service.

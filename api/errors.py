@@ -23,6 +23,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from db.orders import IdempotencyConflict, InvalidCursor
 from db.stock import StockBelowReserved, StockError, UnknownSku
+from security.codec import CodecRequestError
+from security.keyring import DecryptionFailed, KeyringError
 from security.ssrf import UnsafeUrl
 
 
@@ -189,6 +191,9 @@ _FIELD_REFUSALS: list[tuple[type[Exception], list[str | int], str, str | None]] 
         "Idempotency-Key was used with a different request",
     ),
     (UnsafeUrl, ["body", "url"], "unsafe_url", None),
+    (CodecRequestError, ["body"], "invalid_payloads", None),
+    (KeyringError, ["body", "payloads"], "undecryptable", None),
+    (DecryptionFailed, ["body", "payloads"], "undecryptable", None),
 ]
 
 # Longest field name echoed back in a `loc`: an unknown field's name is the caller's input.

@@ -31,11 +31,14 @@ from fastapi.routing import iter_route_contexts
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import cookie_parser
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import PROBE_PATHS, PUBLIC_PATHS
 from api.errors import Unauthenticated, error_response
+from api.routes.codec import PREFIX as CODEC_PREFIX
+from api.routes.codec import SESSION_COOKIE as CODEC_SESSION_COOKIE
 from db.audit import append_entry
 from models.audit import AuditEntry, AuditOutcome
 from security.api_keys import InvalidKey, Principal, authenticate, split_key
@@ -133,7 +136,7 @@ class Guard:
             await self.app(scope, receive, send)
             return
         try:
-            principal = await self._authenticate(scope["app"], headers.get("authorization"), exchange)
+            principal = await self._authenticate(scope["app"], _credentials(headers, exchange.path), exchange)
         except (OperationalError, PoolTimeout):
             # Down, or every connection busy: either way the caller should come back shortly.
             await error_response(503, "the database is unavailable", retry_after=5)(scope, receive, send)
@@ -222,6 +225,16 @@ class Guard:
         except Exception:
             # The entry itself goes to the log, so what happened is not lost with the database.
             log.exception("audit_write_failed", category="security", **entry.model_dump(mode="json", exclude={"id"}))
+
+
+def _credentials(headers: Headers, path: str) -> str | None:
+    """The Authorization header; for the codec endpoint, the key in its session cookie will do too."""
+    authorization = headers.get("authorization")
+    if authorization is None and path.startswith(CODEC_PREFIX + "/"):
+        session = cookie_parser(headers.get("cookie", "")).get(CODEC_SESSION_COOKIE)
+        if session:
+            return f"Bearer {session}"
+    return authorization
 
 
 def _request_id(offered: str | None) -> str:

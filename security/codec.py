@@ -100,8 +100,8 @@ def _payloads_from_body(body: Any) -> list[Payload]:
 def _payload_from_json(index: int, item: Any) -> Payload:
     if not isinstance(item, Mapping):
         raise CodecRequestError(f"payload {index} is not an object")
-    metadata = item.get("metadata") or {}
-    data = item.get("data") or ""
+    metadata = item.get("metadata", {})
+    data = item.get("data", "")
     if not isinstance(metadata, Mapping) or not all(isinstance(value, str) for value in metadata.values()):
         raise CodecRequestError(f"payload {index}: metadata must map names to base64 strings")
     if not isinstance(data, str):

@@ -58,6 +58,13 @@ RULES: dict[tuple[str, str], set[Role]] = {
     ("POST", "/keys/{key_id}/lock"): set(),
     ("POST", "/keys/{key_id}/unlock"): set(),
     ("GET", "/audit"): set(),
+    ("POST", "/webhooks/subscriptions"): set(),
+    ("GET", "/webhooks/subscriptions"): set(),
+    ("DELETE", "/webhooks/subscriptions/{subscription_id}"): set(),
+    ("POST", "/codec/decode"): {OPERATOR},
+    ("POST", "/codec/encode"): {OPERATOR},
+    ("POST", "/codec/session"): {OPERATOR},
+    ("DELETE", "/codec/session"): {OPERATOR},
 }
 OPEN = {
     ("GET", "/healthz"),
@@ -68,8 +75,15 @@ OPEN = {
     ("GET", "/openapi.json"),
     # Signed by the carrier instead of a key.
     ("POST", "/webhooks/carrier"),
+    # The codec sign-in page, which only asks for a key.
+    ("GET", "/codec/login"),
 }
-SAMPLE_IDS = {"order_id": str(uuid.uuid4()), "sku": "MATRIX-1", "key_id": "0123456789abcdef"}
+SAMPLE_IDS = {
+    "order_id": str(uuid.uuid4()),
+    "sku": "MATRIX-1",
+    "key_id": "0123456789abcdef",
+    "subscription_id": str(uuid.uuid4()),
+}
 
 
 def served_routes(app: FastAPI) -> set[tuple[str, str]]:

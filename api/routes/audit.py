@@ -9,11 +9,14 @@ from fastapi import APIRouter, Depends, Query
 
 from api.auth import require_role
 from api.deps import SessionmakerDep
+from api.errors import error_responses
 from db.audit import list_entries
 from models.audit import AuditOutcome, AuditPage
 
 # Admins only.
-router = APIRouter(prefix="/audit", tags=["audit"], dependencies=[Depends(require_role())])
+router = APIRouter(
+    prefix="/audit", tags=["audit"], dependencies=[Depends(require_role())], responses=error_responses(401, 403)
+)
 
 
 @router.get("", response_model=AuditPage)

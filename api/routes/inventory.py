@@ -20,7 +20,7 @@ from models.order import SKU_PATTERN
 from models.purchasing import ReplenishmentInput, StockReceived
 from security.api_keys import Role
 
-router = APIRouter(prefix="/inventory", tags=["inventory"], responses=error_responses(401, 403, 429))
+router = APIRouter(prefix="/inventory", tags=["inventory"], responses=error_responses(401, 403))
 
 SkuPath = Annotated[str, Path(min_length=1, max_length=64, pattern=SKU_PATTERN)]
 ReceiptKey = Annotated[

@@ -8,13 +8,15 @@ from fastapi import APIRouter, Depends, Path, Request, Response, status
 
 from api.auth import require_role
 from api.deps import SessionmakerDep, SettingsDep
-from api.errors import KeyNotFound
+from api.errors import KeyNotFound, error_responses
 from api.guard import set_audit_target
 from api.schemas import KeyCreated, KeyList, KeyRequest, KeyView
 from security.api_keys import KeyInfo, create_key, list_keys, lock_key, log_key_event, revoke_key
 
 # Admins only.
-router = APIRouter(prefix="/keys", tags=["keys"], dependencies=[Depends(require_role())])
+router = APIRouter(
+    prefix="/keys", tags=["keys"], dependencies=[Depends(require_role())], responses=error_responses(401, 403)
+)
 
 KeyId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", description="The key id: the 16 hex digits after `oms_`.")]
 

@@ -26,7 +26,7 @@ from models.order import (
 from security.api_keys import Principal, Role
 from security.limits import RateLimiter, retry_after
 
-router = APIRouter(prefix="/orders", tags=["orders"], responses=error_responses(401, 403, 429))
+router = APIRouter(prefix="/orders", tags=["orders"], responses=error_responses(401, 403))
 
 OrderId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
 IdempotencyKey = Annotated[

@@ -11,7 +11,7 @@ from db.shortages import open_shortages
 from models.purchasing import ShortageList
 from security.api_keys import Role
 
-router = APIRouter(prefix="/purchasing", tags=["purchasing"], responses=error_responses(401, 403, 429))
+router = APIRouter(prefix="/purchasing", tags=["purchasing"], responses=error_responses(401, 403))
 
 
 @router.get(

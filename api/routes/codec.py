@@ -1,0 +1,156 @@
+"""The codec server for the Temporal UI: operators see orders decoded; the history itself stays ciphertext.
+
+The UI posts `{"payloads": [...]}` to /codec/decode (and /codec/encode) from the operator's
+browser. Callers need an operator or admin key: as a Bearer header (the CLI, scripts) or, for a
+browser, as the session cookie that /codec/login sets once the operator has entered a key there.
+The cookie is HttpOnly, limited to /codec and same-site; the UI sends it when its codec setting
+"Include cross-origin credentials" is on, from an origin in OMS_CODEC_CORS_ORIGINS.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi.responses import HTMLResponse
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api.auth import require_role
+from api.deps import KeyringDep
+from api.errors import BODY_ERRORS, Unauthenticated, error_responses
+from security.api_keys import Principal, Role
+from security.codec import EncryptionCodec, decode_codec_body, encode_codec_body
+
+PREFIX = "/codec"
+SESSION_COOKIE = "oms_codec_session"
+SESSION_SECONDS = 8 * 3600
+
+router = APIRouter(prefix=PREFIX, tags=["codec"], responses=error_responses(401, 403))
+Operator = Annotated[Principal, Depends(require_role(Role.OPERATOR))]
+
+BASE64 = {
+    "type": "string",
+    "pattern": "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$",
+    "description": "base64 (unpadded and URL-safe forms are read too)",
+}
+PAYLOADS_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["payloads"],
+                    "properties": {
+                        "payloads": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "metadata": {"type": "object", "additionalProperties": BASE64},
+                                    "data": BASE64,
+                                },
+                            },
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+async def _body(request: Request) -> Any:
+    try:
+        return json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+@router.post("/decode", responses=error_responses(*BODY_ERRORS), openapi_extra=PAYLOADS_BODY)
+async def decode(request: Request, keyring: KeyringDep, _caller: Operator) -> dict[str, Any]:
+    """Payloads as the UI sends them, decrypted; payloads that were never encrypted come back as they are."""
+    return await decode_codec_body(EncryptionCodec(keyring), await _body(request))
+
+
+@router.post("/encode", responses=error_responses(*BODY_ERRORS), openapi_extra=PAYLOADS_BODY)
+async def encode(request: Request, keyring: KeyringDep, _caller: Operator) -> dict[str, Any]:
+    """Payloads encrypted under the active key, e.g. a signal an operator sends from the UI."""
+    return await encode_codec_body(EncryptionCodec(keyring), await _body(request))
+
+
+@router.post("/session", status_code=status.HTTP_204_NO_CONTENT)
+async def open_session(request: Request, response: Response, _caller: Operator) -> None:
+    """Keep the presented operator key in an HttpOnly cookie for /codec, so the UI's calls carry it."""
+    key = request.headers.get("authorization", "").partition(" ")[2].strip()
+    if not key:
+        # Only a key presented in the header opens a session; an existing cookie does not renew itself.
+        raise Unauthenticated()
+    response.set_cookie(
+        SESSION_COOKIE,
+        key,
+        max_age=SESSION_SECONDS,
+        path=PREFIX,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+
+
+@router.delete("/session", status_code=status.HTTP_204_NO_CONTENT)
+async def close_session(response: Response, _caller: Operator) -> None:
+    response.delete_cookie(SESSION_COOKIE, path=PREFIX, httponly=True, samesite="strict")
+
+
+LOGIN_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Order management: codec sign-in</title></head>
+<body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
+<h1>Show decoded orders in the Temporal UI</h1>
+<p>Enter an operator or admin API key. It is kept in a cookie for this service's codec endpoint only,
+for 8 hours. In the Temporal UI, open the codec server settings and turn on
+"Include cross-origin credentials".</p>
+<form id="login"><input id="key" type="password" size="70" autocomplete="off" placeholder="oms_..." required>
+<button>Sign in</button></form><p id="outcome" role="status"></p>
+<script>
+document.getElementById("login").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const key = document.getElementById("key").value.trim();
+  const answer = await fetch("session", {method: "POST", headers: {Authorization: "Bearer " + key}});
+  document.getElementById("outcome").textContent = answer.ok
+    ? "Signed in: the Temporal UI now shows decoded payloads."
+    : "Refused (" + answer.status + "): an operator or admin key is needed.";
+});
+</script></body></html>
+"""
+
+
+@router.get("/login", response_class=HTMLResponse, include_in_schema=False)
+async def login_page() -> HTMLResponse:
+    return HTMLResponse(LOGIN_PAGE, headers={"Content-Security-Policy": "default-src 'self' 'unsafe-inline'"})
+
+
+class CodecCORS:
+    """CORS for the codec endpoint alone: the Temporal UI's origins may call it with credentials.
+
+    Outermost middleware, so a browser's preflight (which carries no credentials) is answered
+    before the guard asks for a key. Every other path gets no CORS headers at all.
+    """
+
+    def __init__(self, app: ASGIApp, origins: list[str]) -> None:
+        self._app = app
+        self._cors = CORSMiddleware(
+            app,
+            allow_origins=origins,
+            allow_credentials=True,
+            allow_methods=["POST", "DELETE"],
+            allow_headers=["authorization", "content-type", "x-namespace"],
+            max_age=600,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(PREFIX + "/"):
+            await self._cors(scope, receive, send)
+        else:
+            await self._app(scope, receive, send)
