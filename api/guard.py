@@ -151,18 +151,19 @@ class Guard:
             await self.app(scope, receive, send)
 
     async def _authenticate(self, app: FastAPI, authorization: str | None, exchange: _Exchange) -> Principal | None:
-        scheme, _, presented = (authorization or "").partition(" ")
-        presented = presented.strip()
         if not authorization:
             exchange.auth_failure = "missing"
             return None
+        scheme, _, presented = authorization.partition(" ")
+        presented = presented.strip()
         try:
-            if scheme.lower() != "bearer":
-                raise InvalidKey("not a bearer credential")
-            exchange.presented_key_id, _ = split_key(presented)
+            key_id, _ = split_key(presented)
         except InvalidKey:
+            key_id = None
+        if scheme.lower() != "bearer" or key_id is None:
             exchange.auth_failure = "malformed"
             return None
+        exchange.presented_key_id = key_id
         async with app.state.sessionmaker() as session:
             await statement_by_statement(session)
             principal = await authenticate(session, presented, hash_secret=app.state.settings.api_key_hash_secret)
