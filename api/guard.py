@@ -8,7 +8,9 @@ Every HTTP request passes the guard before FastAPI reads its body:
    Retry-After, whatever key it sends (health probes excepted).
 3. A request for any path but the public ones (api.auth.PUBLIC_PATHS) is authenticated here,
    so a caller without a usable key learns nothing, not even whether its body would parse;
-   unknown paths included. The route's `require_role` then checks the role.
+   unknown paths included. The route's `require_role` then checks the role. CORS preflights
+   (OPTIONS), which browsers send without credentials, pass unauthenticated: no route serves
+   OPTIONS, so they reach nothing but a CORS middleware or a 405.
 4. Once the status code is known, and before the response leaves, a mutating request (POST,
    PUT, PATCH, DELETE) or a refusal for who the caller is (401, 403, 429) is appended to the
    audit log in a transaction of its own, and security events go to the structured log under
@@ -40,6 +42,7 @@ from api.errors import Unauthenticated, error_response
 from api.routes.codec import PREFIX as CODEC_PREFIX
 from api.routes.codec import SESSION_COOKIE as CODEC_SESSION_COOKIE
 from db.audit import append_entry
+from db.engine import statement_by_statement
 from models.audit import AuditEntry, AuditOutcome
 from security.api_keys import InvalidKey, Principal, authenticate, split_key
 from security.limits import SourceBlocker, retry_after
@@ -132,7 +135,7 @@ class Guard:
             detail = "too many failed authentications from this address; try again later"
             await error_response(429, detail, retry_after=retry_after(wait))(scope, receive, send)
             return
-        if exchange.path in PUBLIC_PATHS:
+        if exchange.path in PUBLIC_PATHS or exchange.method == "OPTIONS":
             await self.app(scope, receive, send)
             return
         try:
@@ -151,19 +154,21 @@ class Guard:
             await self.app(scope, receive, send)
 
     async def _authenticate(self, app: FastAPI, authorization: str | None, exchange: _Exchange) -> Principal | None:
-        scheme, _, presented = (authorization or "").partition(" ")
-        presented = presented.strip()
         if not authorization:
             exchange.auth_failure = "missing"
             return None
+        scheme, _, presented = authorization.partition(" ")
+        presented = presented.strip()
         try:
-            if scheme.lower() != "bearer":
-                raise InvalidKey("not a bearer credential")
-            exchange.presented_key_id, _ = split_key(presented)
+            key_id, _ = split_key(presented)
         except InvalidKey:
+            key_id = None
+        if scheme.lower() != "bearer" or key_id is None:
             exchange.auth_failure = "malformed"
             return None
+        exchange.presented_key_id = key_id
         async with app.state.sessionmaker() as session:
+            await statement_by_statement(session)
             principal = await authenticate(session, presented, hash_secret=app.state.settings.api_key_hash_secret)
         if principal is None:
             # Unknown, wrong, revoked or locked: the caller is never told which.
@@ -221,6 +226,7 @@ class Guard:
         )
         try:
             async with app.state.sessionmaker.begin() as session:
+                await statement_by_statement(session)
                 await append_entry(session, entry)
         except Exception:
             # The entry itself goes to the log, so what happened is not lost with the database.

@@ -73,3 +73,14 @@ def dialect_insert(session: AsyncSession, table: Any) -> postgresql.Insert | sql
     if session.get_bind().dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+async def statement_by_statement(session: AsyncSession) -> None:
+    """Let each statement of a fresh `session` commit on its own (PostgreSQL autocommit).
+
+    For the one-statement work done on every request (looking up a key, appending to the audit
+    log) this saves the BEGIN and the COMMIT or ROLLBACK round trips. SQLite keeps its usual
+    transactions, which take the write lock up front.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})

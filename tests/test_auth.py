@@ -176,6 +176,16 @@ async def test_a_malformed_body_without_a_key_is_a_401_not_a_422(
     assert unknown_path.status_code == 401
 
 
+async def test_a_cors_preflight_is_not_asked_for_a_key(
+    temporal: Client, database_url: str, sessionmaker: Sessions, task_queue: str
+) -> None:
+    async with serving(temporal, database_url, sessionmaker, task_queue) as base_url, http(base_url) as browser:
+        preflight = await browser.options("/orders", headers={"Origin": "http://127.0.0.1:8233"})
+
+    # Browsers send preflights without credentials; no route answers OPTIONS, so nothing is reached.
+    assert preflight.status_code == 405
+
+
 # Tenants
 
 
