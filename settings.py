@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     # ({"active": id, "keys": {id: base64 of 32 bytes}}), or the same JSON in OMS_ENCRYPTION_KEYS.
     encryption_key_file: str = "data/encryption-keys.json"
     encryption_keys: str | None = None
+    # Off only to measure what encryption costs (make bench --plain-payloads); refused in production.
+    payload_encryption: bool = True
     # Browser origins (the Temporal UI) allowed to call the codec endpoint.
     codec_cors_origins: Annotated[list[str], NoDecode] = ["http://127.0.0.1:8233", "http://localhost:8233"]
 
@@ -119,6 +121,8 @@ class Settings(BaseSettings):
                     raise ValueError(f"OMS_{name.upper()} must be set in production")
             if self.database_url.startswith("sqlite"):
                 raise ValueError("DATABASE_URL must point at PostgreSQL in production")
+            if not self.payload_encryption:
+                raise ValueError("OMS_PAYLOAD_ENCRYPTION cannot be off in production")
         return self
 
 

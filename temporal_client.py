@@ -10,9 +10,13 @@ from settings import Settings
 
 
 async def connect(settings: Settings, keyring: Keyring | None = None) -> Client:
-    """A client whose payloads are encrypted under `keyring`, by default the ring the settings name."""
+    """A client whose payloads are encrypted under `keyring`, by default the ring the settings name.
+
+    With payload encryption switched off (development only, to measure its cost) payloads go as JSON.
+    """
+    encrypting = (keyring or load_keyring(settings)) if settings.payload_encryption else None
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=data_converter(keyring or load_keyring(settings)),
+        data_converter=data_converter(encrypting),
     )

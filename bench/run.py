@@ -471,6 +471,7 @@ async def run_once(args: argparse.Namespace, in_memory: bool) -> dict[str, Any]:
         OMS_LOG_LEVEL="WARNING",
         # Tracking events after shipment are not part of the measured path.
         STANDINS_TRACKING_DELAY_SECONDS="3600",
+        OMS_PAYLOAD_ENCRYPTION="false" if args.plain_payloads else "true",
     )
     settings = Settings()
     stack = LocalStack(config, settings)
@@ -486,7 +487,10 @@ async def run_once(args: argparse.Namespace, in_memory: bool) -> dict[str, Any]:
     try:
         async with httpx.AsyncClient(base_url=config.api_url, headers=headers, limits=limits, timeout=60) as api:
             bench = Bench(args, stack, engine, api, settings)
-            figures: dict[str, Any] = {"temporal_store": "memory" if in_memory else "sqlite file"}
+            figures: dict[str, Any] = {
+                "temporal_store": "memory" if in_memory else "sqlite file",
+                "payloads": "plain" if args.plain_payloads else "encrypted",
+            }
             figures["ceiling"] = await bench.ceiling()
             figures["orders"] = await bench.orders()
             figures["orders"]["ratio_to_ceiling"] = round(
@@ -544,7 +548,7 @@ def table(report: dict[str, Any]) -> str:
         ),
     ]
     runs = report["runs"]
-    header = "| figure | " + " | ".join(f"{run['temporal_store']}" for run in runs) + " |"
+    header = "| figure | " + " | ".join(f"{run['temporal_store']}, {run['payloads']} payloads" for run in runs) + " |"
     lines = [header, "|---|" + "---|" * len(runs)]
     lines += [f"| {name} | " + " | ".join(str(value(run)) for run in runs) + " |" for name, value in rows]
     lines.append("")
@@ -569,6 +573,9 @@ async def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--paced-seconds", type=float, default=15.0, help="length of the half-rate run")
     parser.add_argument("--in-memory", action="store_true", help="repeat the run on an in-memory Temporal server")
     parser.add_argument("--database-url", help="PostgreSQL server for a fresh database (default: the local one)")
+    parser.add_argument(
+        "--plain-payloads", action="store_true", help="Temporal payloads unencrypted, to measure what encryption costs"
+    )
     parser.add_argument("--profile", type=Path, help="write py-spy profiles of the worker and API here")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds a phase may take")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "latest.json")

@@ -422,3 +422,19 @@ def test_the_worker_and_the_api_refuse_to_start_without_keys_saying_where_they_l
     assert result.returncode == 1
     assert f"no encryption keys: {absent} does not exist" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_payload_encryption_can_be_switched_off_only_outside_production() -> None:
+    plain = Settings(payload_encryption=False)
+    production = {"environment": "production", "database_url": "postgresql://oms@db/oms", "payload_encryption": False}
+    secrets = {
+        "external_api_key": "x",
+        "api_key_hash_secret": "y",
+        "carrier_webhook_secret": "z",
+        "purchasing_webhook_secret": "w",
+    }
+
+    assert plain.payload_encryption is False
+    with pytest.raises(ValueError, match="OMS_PAYLOAD_ENCRYPTION cannot be off in production"):
+        Settings(**production, **secrets)
+    assert Settings(**{**production, "payload_encryption": True}, **secrets).payload_encryption
