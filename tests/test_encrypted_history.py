@@ -169,7 +169,7 @@ async def test_an_order_started_under_one_key_completes_after_a_rotation_and_res
     # Worker and API start again with the rotated ring; the operator approves.
     after = await connect_with(dev_server_env, rotated_ring)
     async with running_stack(after, database_url, sessionmaker, task_queue, keyring=rotated_ring) as stack:
-        approved = await stack.api.post(f"/orders/{order_id}/review", json={"decision": "approve"})
+        approved = await stack.operator.post(f"/orders/{order_id}/review", json={"decision": "approve"})
         assert approved.status_code == 200, approved.text
         order = await stack.wait_for_status(order_id, "delivered", timeout=90)
 

@@ -263,11 +263,18 @@ def stop(stack: subprocess.Popen[bytes], output: Path) -> None:
     assert [pid for pid in children if alive(pid)] == []
 
 
+def admin_headers(env: dict[str, str]) -> dict[str, str]:
+    """The local admin key the stack made in its data folder, as a header."""
+    return bearer((Path(env["OMS_STACK_DATA_DIR"]) / ADMIN_KEY_FILE).read_text().strip())
+
+
 def read_order(env: dict[str, str], order_id: str) -> dict[str, Any]:
-    """GET /orders/{id}, waiting for the worker to have recorded the order."""
+    """GET /orders/{id} as the local admin, waiting for the worker to have recorded the order."""
     deadline = time.monotonic() + 60
     while True:
-        response = httpx.get(f"http://127.0.0.1:{env['OMS_API_PORT']}/orders/{order_id}", timeout=10)
+        response = httpx.get(
+            f"http://127.0.0.1:{env['OMS_API_PORT']}/orders/{order_id}", timeout=10, headers=admin_headers(env)
+        )
         if response.status_code == 200:
             return dict(response.json())
         assert time.monotonic() < deadline, f"{response.status_code} {response.text}"
@@ -293,7 +300,7 @@ def test_the_first_run_makes_an_encryption_key_file_and_later_runs_reuse_it(
         f"http://127.0.0.1:{env['OMS_API_PORT']}/orders",
         content=DEMO_ORDER,
         timeout=10,
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **admin_headers(env)},
     )
     assert placed.status_code == 202, placed.text
     order_id = placed.json()["order_id"]
