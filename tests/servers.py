@@ -21,7 +21,10 @@ def free_port() -> int:
 async def running_server(app: Any, port: int | None = None) -> AsyncIterator[str]:
     """Serve `app` over HTTP on 127.0.0.1 and yield its base URL; stop it on exit."""
     port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    # Idle connections are closed by the clients (httpx: after 5 s) before the server would close them,
+    # so a client never sends on a connection the server is closing at that moment.
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", timeout_keep_alive=60)
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
