@@ -1,9 +1,10 @@
 # The two commands: `make run` starts the whole local stack, `make test` runs every test.
+# `make faults` runs the fault drills (REDUCED=1 for small batches).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint format clean
+.PHONY: install run test lint format clean faults
 
 install: $(VENV)/.installed
 
@@ -27,6 +28,10 @@ format: install
 
 test: install lint
 	TEST_DATABASE_URL="$$(scripts/test-postgres.sh)" $(BIN)/pytest
+
+# The whole stack as separate processes on a PostgreSQL server of its own, broken in turn mid-batch.
+faults: install
+	$(BIN)/pytest faults $(if $(REDUCED),--reduced)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
