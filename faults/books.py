@@ -25,17 +25,19 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
 
 from faults.batch import Batch, PlannedOrder
 from faults.harness import FaultStack
 from faults.shop import ShopCounts
-from models.names import ORDER_WORKFLOW
+from models.names import ORDER_WORKFLOW, order_workflow_id
 from models.tables import IdempotencyKeyRow, OrderLineRow, OrderRow, ReservationRow, StockReceiptRow, StockRow
 
 TERMINAL = frozenset({"delivered", "cancelled", "rejected", "failed"})
 # The goods have left: the stock is committed.
 SHIPPED = frozenset({"shipped", "delivered"})
 UNDONE = frozenset({"cancelled", "rejected", "failed"})
+LOST_TASK_EVENTS = frozenset({"workflow_task_timed_out_event_attributes", "workflow_task_failed_event_attributes"})
 
 
 @dataclass
@@ -50,6 +52,10 @@ class Audit:
     statuses: Counter[str] = field(default_factory=Counter)
     # The orders behind the problems, to look into.
     suspects: set[str] = field(default_factory=set)
+    # Workflow tasks of orders that timed out or failed, and how many orders had one: each such task
+    # is run again from the order's recorded history, after its local activities took effect.
+    lost_tasks: int = 0
+    orders_with_lost_tasks: int = 0
     # Compensations seen at the outside systems and in the stock ledger.
     voided_invoices: int = 0
     cancelled_bookings: int = 0
@@ -75,6 +81,7 @@ class _Facts:
     bookings: dict[str, list[dict[str, Any]]]
     all_records: list[dict[str, Any]]
     unfinished_workflows: list[str]
+    lost_tasks: dict[str, int]
 
 
 async def audit(stack: FaultStack, batch: Batch, shop: ShopCounts, seen: dict[str, str]) -> Audit:
@@ -108,6 +115,8 @@ async def audit(stack: FaultStack, batch: Batch, shop: ShopCounts, seen: dict[st
     _check_applied_once(facts.all_records, books)
     _check_ledger(batch, facts, shipped, books)
     books.lost += [f"workflow {workflow_id} has not completed" for workflow_id in facts.unfinished_workflows]
+    books.lost_tasks = sum(facts.lost_tasks.values())
+    books.orders_with_lost_tasks = sum(1 for count in facts.lost_tasks.values() if count)
     return books
 
 
@@ -228,6 +237,7 @@ async def _read(stack: FaultStack) -> _Facts:
             f'WorkflowType = "{ORDER_WORKFLOW}" AND ExecutionStatus != "Completed"'
         )
     ]
+    lost_tasks = {order_id: await _lost_tasks(client, order_id) for order_id in orders}
     by_order_invoices: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for invoice in invoices:
         by_order_invoices[invoice["order_id"]].append(invoice)
@@ -245,7 +255,13 @@ async def _read(stack: FaultStack) -> _Facts:
         bookings=by_order_bookings,
         all_records=invoices + bookings,
         unfinished_workflows=unfinished,
+        lost_tasks=lost_tasks,
     )
+
+
+async def _lost_tasks(client: Client, order_id: str) -> int:
+    history = await client.get_workflow_handle(order_workflow_id(order_id)).fetch_history()
+    return sum(1 for event in history.events if event.WhichOneof("attributes") in LOST_TASK_EVENTS)
 
 
 async def _read_database(

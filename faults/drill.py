@@ -153,6 +153,7 @@ async def run_drill(
     details: dict[str, object] = {
         "statuses": dict(sorted(books.statuses.items())),
         "client retries": f"{shop.counts.lost_answers} after a lost answer, {shop.counts.error_answers} after an error",
+        "workflow tasks timed out or failed": f"{books.lost_tasks} in {books.orders_with_lost_tasks} orders",
         "compensations": (
             f"{books.voided_invoices} invoices voided, {books.cancelled_bookings} bookings cancelled, "
             f"{books.released_reservations} reservations released"
