@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.api.enums.v1 import TimeoutType
 from temporalio.client import Client
 
 from faults.batch import Batch, PlannedOrder
@@ -37,7 +38,6 @@ TERMINAL = frozenset({"delivered", "cancelled", "rejected", "failed"})
 # The goods have left: the stock is committed.
 SHIPPED = frozenset({"shipped", "delivered"})
 UNDONE = frozenset({"cancelled", "rejected", "failed"})
-LOST_TASK_EVENTS = frozenset({"workflow_task_timed_out_event_attributes", "workflow_task_failed_event_attributes"})
 
 
 @dataclass
@@ -260,8 +260,18 @@ async def _read(stack: FaultStack) -> _Facts:
 
 
 async def _lost_tasks(client: Client, order_id: str) -> int:
+    """Workflow tasks a worker started and never completed: timed out while running, or failed."""
     history = await client.get_workflow_handle(order_workflow_id(order_id)).fetch_history()
-    return sum(1 for event in history.events if event.WhichOneof("attributes") in LOST_TASK_EVENTS)
+    # A task that timed out before any worker started it (left on a dead worker's sticky queue) ran nothing.
+    return sum(
+        1
+        for event in history.events
+        if event.HasField("workflow_task_failed_event_attributes")
+        or (
+            event.HasField("workflow_task_timed_out_event_attributes")
+            and event.workflow_task_timed_out_event_attributes.timeout_type == TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE
+        )
+    )
 
 
 async def _read_database(
