@@ -1,9 +1,10 @@
 # The two commands: `make run` starts the whole local stack, `make test` runs every test.
+# `make faults` runs the fault drills (REDUCED=1 for small batches).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test bench lint format clean
+.PHONY: install run test bench faults lint format clean
 
 install: $(VENV)/.installed
 
@@ -31,6 +32,10 @@ test: install lint
 # Orders per second against bare Temporal workflows on the same server; see bench/run.py --help.
 bench: install
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# The whole stack as separate processes on a PostgreSQL server of its own, broken in turn mid-batch.
+faults: install
+	$(BIN)/pytest faults $(if $(REDUCED),--reduced)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

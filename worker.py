@@ -67,6 +67,7 @@ def build_worker(
             review.review_order,
             inventory.reserve_line,
             inventory.release_line,
+            inventory.release_order,
             inventory.commit_order,
             inventory.available_stock,
             carrier.check_address,

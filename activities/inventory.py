@@ -6,7 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from db import stock
-from models.inventory import CommitOrderInput, LineKey, ReserveLineInput, ReserveLineResult
+from models.inventory import CommitOrderInput, LineKey, ReleaseOrderInput, ReserveLineInput, ReserveLineResult
 
 
 class InventoryActivities:
@@ -27,6 +27,12 @@ class InventoryActivities:
         """Give back what reserve_line held for this key (no-op when nothing is held)."""
         async with self._sessionmaker.begin() as session:
             await stock.release_line(session, key)
+
+    @activity.defn
+    async def release_order(self, request: ReleaseOrderInput) -> None:
+        """Give back whatever the order still holds, by order id (no-op when nothing is held)."""
+        async with self._sessionmaker.begin() as session:
+            await stock.release_order(session, request.order_id)
 
     @activity.defn
     async def commit_order(self, request: CommitOrderInput) -> None:

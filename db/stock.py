@@ -287,6 +287,11 @@ async def release_line(session: AsyncSession, key: LineKey) -> int:
     return await _settle(session, _key_filter(key), RELEASED)
 
 
+async def release_order(session: AsyncSession, order_id: str) -> int:
+    """Give back everything the order still holds, whatever line or round; returns the units released."""
+    return await _settle(session, (ReservationRow.order_id == order_id,), RELEASED)
+
+
 async def commit_order(session: AsyncSession, order_id: str) -> int:
     """The order's held stock leaves the warehouses; returns the units committed (0 on a repeat)."""
     return await _settle(session, (ReservationRow.order_id == order_id,), COMMITTED)

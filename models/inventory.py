@@ -34,6 +34,10 @@ class CommitOrderInput(BaseModel):
     order_id: str
 
 
+class ReleaseOrderInput(BaseModel):
+    order_id: str
+
+
 class WarehouseStock(BaseModel):
     warehouse: str
     on_hand: int

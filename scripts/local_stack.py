@@ -362,6 +362,49 @@ Make a key for a shop (it sees only its own orders):
   {make_key} --client-id shop-1
 """
 
+    # One child at a time, for fault drills (faults/): stop it as an outage or a crash would, start it again.
+
+    def child(self, name: str) -> Child:
+        """The child of that name most recently started."""
+        for child in reversed(self.children):
+            if child.name == name:
+                return child
+        raise StackError(f"the stack has no child named {name!r}")
+
+    async def stop_child(self, name: str, *, kill: bool = False) -> None:
+        """Stop one child: SIGKILL at once with `kill` (a crash), otherwise SIGTERM and a grace period."""
+        child = self.child(name)
+        if kill:
+            _signal_group(child.process.pid, signal.SIGKILL)
+            await child.process.wait()
+            log.info("killed", child=name, pid=child.process.pid)
+        else:
+            await _stop_child(child)
+
+    async def restart_child(self, name: str) -> Child:
+        """Start a stopped child again as `start` did, keeping its place in the stopping order."""
+        old = self.child(name)
+        if old.process.returncode is None:
+            raise StackError(f"the {name} is still running")
+        place = self.children.index(old)
+        self.children.remove(old)
+        commands = {
+            "stand-ins": (sys.executable, "-m", "standins"),
+            "worker": (sys.executable, str(ROOT / "worker.py")),
+            "API": (sys.executable, "-m", "api"),
+        }
+        if name == "Temporal server":
+            await self._start_temporal()
+        elif name in commands:
+            await self._spawn(name, *commands[name])
+        else:
+            raise StackError(f"the {name} cannot be restarted")
+        new = self.children.pop()
+        self.children.insert(place, new)
+        if name == "API":
+            await self._wait_for_api()
+        return new
+
 
 async def _stop_child(child: Child) -> None:
     process = child.process

@@ -19,6 +19,12 @@ async def set_fault(fault: Fault, store: StoreDep) -> Fault:
     return fault
 
 
+@router.get("/faults")
+async def get_faults(store: StoreDep) -> dict[str, Any]:
+    """The faults in force, and how often each kind struck each service since the last reset."""
+    return {"faults": store.faults(), "struck": store.strikes()}
+
+
 @router.delete("/faults", status_code=204)
 async def clear_faults(store: StoreDep) -> Response:
     store.clear_faults()

@@ -1,4 +1,4 @@
-"""Injected faults on the provider endpoints: latency, 503 answers and dropped connections.
+"""Injected faults on the provider endpoints: latency and latency spikes, 503 answers and dropped connections.
 
 A raw ASGI middleware, so that a fault strikes before the endpoint runs (a failed call changes
 nothing) and so that a drop can leave the client without any answer at all.
@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from standins.state import PROVIDER_SERVICES, Fault, Store
+from standins.state import PROVIDER_SERVICES, Store
 
 
 class FaultInjection:
@@ -23,26 +23,33 @@ class FaultInjection:
         self._random = random.Random()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        fault = self._fault(scope)
-        if fault is None:
+        service = _service(scope)
+        fault = self._store.fault_for(service) if service is not None else None
+        if service is None or fault is None:
             await self._app(scope, receive, send)
             return
         if fault.latency_ms:
             await asyncio.sleep(fault.latency_ms / 1000)
+        if fault.spike_rate and self._random.random() < fault.spike_rate:
+            self._store.count_strike(service, "spike")
+            await asyncio.sleep(fault.spike_ms / 1000)
         if self._random.random() < fault.failure_rate:
+            self._store.count_strike(service, "failure")
             await _unavailable(send)
         elif self._random.random() < fault.drop_rate:
+            self._store.count_strike(service, "drop")
             if fault.drop_after_effect:
                 await self._app(scope, receive, _discard)
             await _drop(send)
         else:
             await self._app(scope, receive, send)
 
-    def _fault(self, scope: Scope) -> Fault | None:
-        if scope["type"] != "http":
-            return None
-        service = scope["path"].lstrip("/").split("/", 1)[0]
-        return self._store.fault_for(service) if service in PROVIDER_SERVICES else None
+
+def _service(scope: Scope) -> str | None:
+    if scope["type"] != "http":
+        return None
+    service = scope["path"].lstrip("/").split("/", 1)[0]
+    return service if service in PROVIDER_SERVICES else None
 
 
 async def _unavailable(send: Send) -> None:

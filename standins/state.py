@@ -51,6 +51,12 @@ class Fault(BaseModel):
     drop_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     # A drop after the effect loses the answer of a call that did happen, the hard case for idempotency.
     drop_after_effect: bool = False
+    # A share of calls held up by a further spike_ms on top of latency_ms, as a provider under load does.
+    spike_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    spike_ms: int = Field(default=1000, ge=0, le=60_000)
+
+
+FaultKind = Literal["failure", "drop", "spike"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,7 @@ class Store:
         self._ledger: dict[str, _LedgerEntry] = {}
         self._applied: Counter[str] = Counter()
         self._faults: dict[str, Fault] = {}
+        self._struck: Counter[tuple[str, str]] = Counter()
 
     # Idempotency
 
@@ -127,6 +134,22 @@ class Store:
         with self._lock:
             return self._faults.get(service) or self._faults.get("*")
 
+    def faults(self) -> list[Fault]:
+        with self._lock:
+            return list(self._faults.values())
+
+    def count_strike(self, service: str, kind: FaultKind) -> None:
+        with self._lock:
+            self._struck[(service, kind)] += 1
+
+    def strikes(self) -> dict[str, dict[str, int]]:
+        """How often each kind of fault struck each service since the last reset, e.g. {"finance": {"failure": 3}}."""
+        with self._lock:
+            counts: dict[str, dict[str, int]] = {}
+            for (service, kind), count in sorted(self._struck.items()):
+                counts.setdefault(service, {})[kind] = count
+            return counts
+
     def reset(self) -> None:
         with self._lock:
             for records in self._records.values():
@@ -134,3 +157,4 @@ class Store:
             self._ledger.clear()
             self._applied.clear()
             self._faults.clear()
+            self._struck.clear()

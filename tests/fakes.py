@@ -26,7 +26,7 @@ from models.integrations import (
     PurchasingNotice,
     RateQuote,
 )
-from models.inventory import CommitOrderInput, LineKey, ReserveLineInput, ReserveLineResult
+from models.inventory import CommitOrderInput, LineKey, ReleaseOrderInput, ReserveLineInput, ReserveLineResult
 from models.order import Allocation, Invoice, ReviewDecision, ReviewOutcome, Shipment
 from models.purchasing import ReportShortageInput, ShortageRecordInput, ShortageResolvedInput
 from models.records import RecordOrderInput, ReviewInput, StatusChangeInput
@@ -52,6 +52,7 @@ class FakeSystems:
             self.review_order,
             self.reserve_line,
             self.release_line,
+            self.release_order,
             self.commit_order,
             self.available_stock,
             self.check_address,
@@ -115,6 +116,13 @@ class FakeSystems:
         held = self.held.pop((key.order_id, key.line_no, key.attempt), None)
         if held:
             self.stock[held[0]] = self.stock.get(held[0], 0) + held[1]
+
+    @activity.defn(name="release_order")
+    async def release_order(self, request: ReleaseOrderInput) -> None:
+        await self._step("release_order")
+        for key in [key for key in self.held if key[0] == request.order_id]:
+            sku, quantity = self.held.pop(key)
+            self.stock[sku] = self.stock.get(sku, 0) + quantity
 
     @activity.defn(name="commit_order")
     async def commit_order(self, request: CommitOrderInput) -> None:

@@ -20,6 +20,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
+from models.names import SIGNAL_CANCEL
+from models.order import CancelCommand
 from models.tables import OrderRow, ReservationRow
 from tests.stack import OUTSIDE_SYSTEMS, Stack, eventually, running_stack
 
@@ -128,3 +130,42 @@ async def test_orders_survive_the_worker_being_killed_twice_and_nothing_happens_
                 return int(await session.scalar(statement) or 0)
 
         assert await eventually(committed_reservations, timeout=5) == ORDERS
+
+
+async def killed_mid_order(stack: Stack, env: dict[str, str]) -> str:
+    """An order whose worker was killed after reserving its stock, before its workflow task was recorded."""
+    await stack.count_stock(SKU, STOCK)
+    # A slow carrier holds the order's first workflow task open after its stock is reserved.
+    await stack.set_fault("carrier", latency_ms=4000)
+    async with worker_process(env) as worker:
+        order_id = await stack.place_order(order_body(0))
+
+        async def reserved() -> None:
+            assert (await stack.stock(SKU))["reserved"] == 2
+
+        await eventually(reserved, timeout=60)
+        await kill(worker)
+    return order_id
+
+
+async def test_stock_a_killed_worker_reserved_is_given_back_when_the_order_is_cancelled_before_a_new_worker_runs_it(
+    dev_server_env: WorkflowEnvironment,
+    database_url: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    task_queue: str,
+) -> None:
+    async with running_stack(
+        dev_server_env.client, database_url, sessionmaker, task_queue, tracking_delay_seconds=0.3, with_worker=False
+    ) as stack:
+        env = worker_environment(stack)
+        order_id = await killed_mid_order(stack, env)
+        # An operator cancels from the Temporal UI while no worker runs: the cancel_order signal.
+        handle = stack.temporal.get_workflow_handle(f"order-{order_id}")
+        await handle.signal(SIGNAL_CANCEL, CancelCommand(reason="customer called", actor="operator"))
+        await stack.clear_faults()
+        async with worker_process(env):
+            cancelled = await stack.wait_for_status(order_id, "cancelled", timeout=90)
+
+        assert cancelled["status"] == "cancelled"
+        stock = await stack.stock(SKU)
+        assert (stock["on_hand"], stock["reserved"]) == (STOCK, 0)

@@ -196,6 +196,26 @@ async def test_committing_twice_ships_the_stock_once(sessionmaker: Sessions) -> 
     assert {state for *_, state, _ in await reservation_states(sessionmaker, "o-1")} == {"committed"}
 
 
+async def test_releasing_an_order_gives_back_every_line_and_round_it_holds_once(sessionmaker: Sessions) -> None:
+    await stock_in(sessionmaker, "ALL-1", A=10)
+    inventory = InventoryActivities(sessionmaker, [])
+    await inventory.reserve_line(line("o-1", 2, sku="ALL-1", line_no=1, attempt=1))
+    await inventory.release_line(LineKey(order_id="o-1", line_no=1, attempt=1))
+    await inventory.reserve_line(line("o-1", 3, sku="ALL-1", line_no=1, attempt=2))
+    await inventory.reserve_line(line("o-1", 4, sku="ALL-1", line_no=2, attempt=2))
+    await inventory.reserve_line(line("o-2", 1, sku="ALL-1"))
+
+    async with sessionmaker.begin() as session:
+        released = await stock.release_order(session, "o-1")
+    async with sessionmaker.begin() as session:
+        again = await stock.release_order(session, "o-1")
+
+    assert (released, again) == (7, 0)
+    after = await level(sessionmaker, "ALL-1")
+    assert (after.on_hand, after.reserved) == (10, 1)
+    assert {state for *_, state, _ in await reservation_states(sessionmaker, "o-1")} == {"released"}
+
+
 async def test_release_after_commit_changes_nothing(sessionmaker: Sessions) -> None:
     await stock_in(sessionmaker, "COM-3", A=10)
     inventory = InventoryActivities(sessionmaker, [])

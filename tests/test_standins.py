@@ -364,6 +364,33 @@ async def test_injected_latency_delays_the_answer(standin: httpx.AsyncClient) ->
     assert time.monotonic() - started >= 0.3
 
 
+async def test_a_latency_spike_holds_up_the_calls_it_strikes(standin: httpx.AsyncClient) -> None:
+    await standin.put("/_control/faults", json={"service": "carrier", "spike_rate": 1.0, "spike_ms": 400})
+    started = time.monotonic()
+    spiked = await standin.post("/carrier/addresses/validate", json={"address": ADDRESS})
+    spiked_seconds = time.monotonic() - started
+    started = time.monotonic()
+    spared = await standin.post("/finance/invoices", json=INVOICE, headers={"Idempotency-Key": "i"})
+    spared_seconds = time.monotonic() - started
+
+    assert (spiked.status_code, spared.status_code) == (200, 201)
+    assert spiked_seconds >= 0.4
+    assert spared_seconds < 0.4
+
+
+async def test_the_faults_that_struck_are_counted_by_service_and_kind(standin: httpx.AsyncClient) -> None:
+    await standin.put("/_control/faults", json={"service": "carrier", "failure_rate": 1.0})
+    await standin.put("/_control/faults", json={"service": "finance", "drop_rate": 1.0})
+    assert [(await book(standin)).status_code for _ in range(2)] == [503, 503]
+    with pytest.raises(httpx.TransportError):
+        await standin.post("/finance/invoices", json=INVOICE, headers={"Idempotency-Key": "i"})
+
+    answer = (await standin.get("/_control/faults")).json()
+
+    assert answer["struck"] == {"carrier": {"failure": 2}, "finance": {"drop": 1}}
+    assert sorted(fault["service"] for fault in answer["faults"]) == ["carrier", "finance"]
+
+
 async def test_a_dropped_connection_leaves_the_client_without_an_answer(standin: httpx.AsyncClient) -> None:
     await standin.put("/_control/faults", json={"service": "carrier", "drop_rate": 1.0})
     with pytest.raises(httpx.TransportError):
@@ -387,8 +414,10 @@ async def test_an_answer_lost_after_the_effect_is_recovered_by_retrying_with_the
 async def test_reset_clears_records_and_faults(standin: httpx.AsyncClient) -> None:
     await book(standin)
     await standin.put("/_control/faults", json={"service": "finance", "failure_rate": 1.0})
+    assert (await standin.post("/finance/invoices", json=INVOICE, headers={"Idempotency-Key": "i"})).status_code == 503
     assert (await standin.post("/_control/reset")).status_code == 204
     assert await records(standin, "bookings") == []
+    assert (await standin.get("/_control/faults")).json() == {"faults": [], "struck": {}}
     assert (await standin.post("/finance/invoices", json=INVOICE, headers={"Idempotency-Key": "i"})).status_code == 201
     # The ledger went too: the old key books afresh.
     assert (await book(standin)).status_code == 201
