@@ -8,25 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from datetime import timedelta
 
-from temporalio import activity, workflow
 from temporalio.worker import Worker
 
+from bench.bare_workflow import BareWorkflow, bare_step
 from settings import get_settings
 from temporal_client import connect
-
-
-@activity.defn
-async def bare_step(number: int) -> int:
-    return number + 1
-
-
-@workflow.defn
-class BareWorkflow:
-    @workflow.run
-    async def run(self, number: int) -> int:
-        return await workflow.execute_activity(bare_step, number, start_to_close_timeout=timedelta(seconds=30))
 
 
 async def main() -> None:

@@ -38,7 +38,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench.bare import BareWorkflow
+from bench.bare_workflow import BareWorkflow
 from db.engine import create_engine
 from scripts.local_stack import ROOT, Child, LocalStack, StackConfig, _stop_child
 from security.api_keys import new_key
