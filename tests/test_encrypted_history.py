@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import pytest
 from google.protobuf.descriptor import FieldDescriptor
@@ -31,6 +30,7 @@ from security.fields import key_id_of
 from security.keyring import Keyring
 from settings import Settings
 from tests.conftest import TEST_KEYRING
+from tests.personal import order_body, personal_details
 from tests.stack import Stack, running_stack
 from workflows.order import OrderWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
@@ -44,31 +44,6 @@ async def stack(
 ) -> AsyncIterator[Stack]:
     async with running_stack(dev_server_env.client, database_url, sessionmaker, task_queue) as stack:
         yield stack
-
-
-def personal_details() -> dict[str, str]:
-    """Contact details no other test uses, so a hit can only come from this test's order."""
-    tag = uuid.uuid4().hex[:8]
-    return {
-        "name": f"Pat Doe {tag}",
-        "email": f"pat.{tag}@example.net",
-        "phone": f"+31 20 {int(tag[:6], 16) % 10_000_000:07d}",
-        "line1": f"Prinsengracht {tag}",
-    }
-
-
-def order_body(details: dict[str, str], sku: str, unit_price: str = "19.99") -> dict[str, Any]:
-    return {
-        "customer": {"id": "cust-enc", "name": details["name"], "email": details["email"], "phone": details["phone"]},
-        "lines": [{"sku": sku, "quantity": 1, "unit_price": unit_price}],
-        "shipping_address": {
-            "name": details["name"],
-            "line1": details["line1"],
-            "city": "Amsterdam",
-            "postal_code": "1016 GV",
-            "country": "NL",
-        },
-    }
 
 
 def payloads_in(message: Message, path: str = "") -> Iterator[tuple[str, Payload]]:
@@ -128,7 +103,7 @@ async def test_the_temporal_server_holds_none_of_the_customers_data_in_the_clear
     assert {payload.metadata["encoding"] for payload in payloads} == {ENCODING}
     assert {payload.metadata[KEY_ID_METADATA].decode() for payload in payloads} == {TEST_KEYRING.active_id}
     decoded = await EncryptionCodec(TEST_KEYRING).decode(payloads)
-    assert hits(details, b"".join(payload.data for payload in decoded)) == ["name", "email", "phone", "line1"]
+    assert hits(details, b"".join(payload.data for payload in decoded)) == ["name", "email", "phone", "line1", "line2"]
 
 
 async def connect_with(dev_server_env: WorkflowEnvironment, keyring: Keyring) -> Client:

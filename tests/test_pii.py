@@ -13,7 +13,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 import pytest
 import structlog
@@ -28,36 +27,10 @@ from models.records import StatusChangeInput
 from models.tables import Base, OrderRow
 from security.keyring import DecryptionFailed
 from tests.conftest import TEST_KEYRING
+from tests.personal import order_body, personal_details
 from tests.stack import Stack, running_stack
 
 Sessions = async_sessionmaker[AsyncSession]
-
-
-def personal_details() -> dict[str, str]:
-    """Details no other test uses, so a hit can only come from this test's orders."""
-    tag = uuid.uuid4().hex[:8]
-    return {
-        "name": f"Kim Jansen {tag}",
-        "email": f"kim.{tag}@example.net",
-        "phone": f"+31 20 {int(tag[:6], 16) % 10_000_000:07d}",
-        "line1": f"Herengracht {tag}",
-        "line2": f"Floor {tag}",
-    }
-
-
-def order_body(details: dict[str, str], sku: str, postal_code: str = "1017 CT") -> dict[str, Any]:
-    return {
-        "customer": {"id": "cust-pii", "name": details["name"], "email": details["email"], "phone": details["phone"]},
-        "lines": [{"sku": sku, "quantity": 1, "unit_price": "24.00"}],
-        "shipping_address": {
-            "name": details["name"],
-            "line1": details["line1"],
-            "line2": details["line2"],
-            "city": "Amsterdam",
-            "postal_code": postal_code,
-            "country": "NL",
-        },
-    }
 
 
 def found(details: dict[str, str], haystack: str) -> list[str]:
