@@ -588,7 +588,7 @@ async def main(argv: Sequence[str] | None = None) -> None:
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "versions": versions(),
-        "parameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "database_url"},
+        "parameters": {k: v for k, v in vars(args).items() if k not in ("database_url", "output", "profile")},
         "runs": runs,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
