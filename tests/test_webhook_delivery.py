@@ -187,6 +187,14 @@ async def outbox(sessionmaker: Sessions, order_id: str) -> list[WebhookOutboxRow
         return list(rows)
 
 
+async def marked_delivered(sessionmaker: Sessions, order_id: str) -> list[WebhookOutboxRow]:
+    """The order's outbox rows once the dispatcher has marked each delivered (it does so after the answer)."""
+    rows = await outbox(sessionmaker, order_id)
+    if any(row.delivered_at is None for row in rows):
+        raise NotYet("the dispatcher has not marked every delivery yet")
+    return rows
+
+
 def entries(order: dict[str, Any], statuses: set[str] | None = None) -> list[tuple[int, str, str]]:
     return [
         (event["seq"], event["status"], event["event"])
