@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, Field, StringConstraints, model_validator
@@ -65,25 +63,9 @@ class KeyRequest(Strict):
         return self
 
 
-class KeyView(BaseModel):
-    """What is shown about a key: never the key, never its hash."""
-
-    key_id: str
-    name: str
-    role: Role
-    client_id: str | None
-    created_at: datetime
-    revoked_at: datetime | None
-    locked_at: datetime | None
-
-    @classmethod
-    def of(cls, info: KeyInfo) -> KeyView:
-        return cls(**dataclasses.asdict(info))
-
-
-class KeyCreated(KeyView):
+class KeyCreated(KeyInfo):
     key: str = Field(description="The key itself, shown this once and kept nowhere: `Authorization: Bearer <key>`.")
 
 
 class KeyList(BaseModel):
-    items: list[KeyView]
+    items: list[KeyInfo]

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 import structlog
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -54,9 +55,10 @@ class InvalidKey(ValueError):
     """A string that is not an API key of this service."""
 
 
-@dataclass(frozen=True)
-class KeyInfo:
-    """What may be shown about a key: never the key itself."""
+class KeyInfo(BaseModel):
+    """What may be shown about a key: never the key, never its hash."""
+
+    model_config = ConfigDict(frozen=True)
 
     key_id: str
     name: str
@@ -68,7 +70,15 @@ class KeyInfo:
 
     @classmethod
     def of(cls, row: ApiKeyRow) -> KeyInfo:
-        return cls(row.key_id, row.name, Role(row.role), row.client_id, row.created_at, row.revoked_at, row.locked_at)
+        return cls(
+            key_id=row.key_id,
+            name=row.name,
+            role=Role(row.role),
+            client_id=row.client_id,
+            created_at=row.created_at,
+            revoked_at=row.revoked_at,
+            locked_at=row.locked_at,
+        )
 
 
 def new_key() -> str:

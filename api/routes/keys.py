@@ -10,7 +10,7 @@ from api.auth import require_role
 from api.deps import SessionmakerDep, SettingsDep
 from api.errors import KeyNotFound, error_responses
 from api.guard import set_audit_target
-from api.schemas import KeyCreated, KeyList, KeyRequest, KeyView
+from api.schemas import KeyCreated, KeyList, KeyRequest
 from security.api_keys import KeyInfo, create_key, list_keys, lock_key, log_key_event, revoke_key
 
 # Admins only.
@@ -33,42 +33,42 @@ async def create(
     set_audit_target(request, key_id=info.key_id)
     log_key_event("key_created", info)
     response.headers["Cache-Control"] = "no-store"
-    return KeyCreated(**KeyView.of(info).model_dump(), key=key)
+    return KeyCreated(**info.model_dump(), key=key)
 
 
 @router.get("", response_model=KeyList)
 async def keys(sessionmaker: SessionmakerDep) -> KeyList:
     """Every key, oldest first, revoked and locked ones included."""
     async with sessionmaker.begin() as session:
-        return KeyList(items=[KeyView.of(info) for info in await list_keys(session)])
+        return KeyList(items=await list_keys(session))
 
 
-@router.post("/{key_id}/revoke", response_model=KeyView)
-async def revoke(key_id: KeyId, sessionmaker: SessionmakerDep) -> KeyView:
+@router.post("/{key_id}/revoke", response_model=KeyInfo)
+async def revoke(key_id: KeyId, sessionmaker: SessionmakerDep) -> KeyInfo:
     """Revoke for good: the key answers 401 from this moment. Revoking twice changes nothing."""
     async with sessionmaker.begin() as session:
         info = await revoke_key(session, key_id)
     return _changed("key_revoked", key_id, info)
 
 
-@router.post("/{key_id}/lock", response_model=KeyView)
-async def lock(key_id: KeyId, sessionmaker: SessionmakerDep) -> KeyView:
+@router.post("/{key_id}/lock", response_model=KeyInfo)
+async def lock(key_id: KeyId, sessionmaker: SessionmakerDep) -> KeyInfo:
     """Lock at once, e.g. a key suspected stolen: it answers 401 until unlocked."""
     async with sessionmaker.begin() as session:
         info = await lock_key(session, key_id)
     return _changed("key_locked", key_id, info)
 
 
-@router.post("/{key_id}/unlock", response_model=KeyView)
-async def unlock(key_id: KeyId, sessionmaker: SessionmakerDep) -> KeyView:
+@router.post("/{key_id}/unlock", response_model=KeyInfo)
+async def unlock(key_id: KeyId, sessionmaker: SessionmakerDep) -> KeyInfo:
     """Lift a lock (a revoked key stays revoked)."""
     async with sessionmaker.begin() as session:
         info = await lock_key(session, key_id, locked=False)
     return _changed("key_unlocked", key_id, info)
 
 
-def _changed(event: str, key_id: str, info: KeyInfo | None) -> KeyView:
+def _changed(event: str, key_id: str, info: KeyInfo | None) -> KeyInfo:
     if info is None:
         raise KeyNotFound(key_id)
     log_key_event(event, info)
-    return KeyView.of(info)
+    return info
