@@ -26,11 +26,11 @@ class OrderRecordActivities:
 
     @activity.defn
     async def record_status(self, change: StatusChangeInput) -> None:
-        """Append the timeline entry and update the order row; an entry already written is skipped.
+        """Write the timeline entry and update the order row; an entry already written is skipped.
 
         The entry goes to the webhook outbox for every subscription that wants it, in the same
         transaction: it is sent if and only if it was recorded, and sending never holds up the order.
         """
         async with self._sessionmaker.begin() as session:
-            await orders.record_status(session, change, self._keyring)
-            await webhooks.enqueue_order_event(session, change.state.order_id, change.event)
+            if await orders.record_status(session, change, self._keyring):
+                await webhooks.enqueue_order_event(session, change.state.order_id, change.event, change.version)

@@ -242,7 +242,10 @@ class OrderClient:
             ) from error
         except RPCError as error:
             if error.status != RPCStatusCode.NOT_FOUND:
-                raise
+                # Temporal refuses updates while the order's workflow task is failing or the server is busy.
+                raise OrderUnavailable(
+                    f"order {order_id} cannot take the request now: {error.message}", retry_after=RETRY_AFTER
+                ) from error
         raise OrderClosed(await self._closed_status(handle, order_id))
 
     async def _ensure_owned(self, order_id: str, record: OrderState | None, client_id: str) -> None:

@@ -14,7 +14,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import Row, and_, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import personal
@@ -75,13 +75,65 @@ async def record_order(session: AsyncSession, request: RecordOrderInput) -> None
     )
 
 
-async def record_status(session: AsyncSession, change: StatusChangeInput, keyring: Keyring) -> None:
-    """Append the timeline entry once, and move the order row forward only if this entry is its newest.
+async def record_status(session: AsyncSession, change: StatusChangeInput, keyring: Keyring) -> bool:
+    """Write the timeline entry once, and move the order row forward only if this entry is its newest.
 
+    Entries are ordered by (version, seq). An entry of a later version replaces the one at its seq;
+    when it is the order's newest, entries a lost workflow task wrote beyond it are dropped, and
+    such entries landing late are refused: the timeline is the one of the run that went on.
+    Returns whether the entry was written (false for a repeat or a superseded entry).
     The customer's personal data is stored apart from the state, encrypted under `keyring`'s active key.
     """
-    state, event = change.state, change.event
-    # A status change may be the first write that lands (record_order still being retried).
+    state, event, version = change.state, change.event, change.version
+    newest = await _lock_order_row(session, state)
+    if version < newest.last_version and event.seq > newest.last_seq:
+        return False
+    values = {
+        "at": _utc(event.at),
+        "status": event.status.value,
+        "actor": event.actor,
+        "event": event.event,
+        "detail": event.detail,
+        "version": version,
+    }
+    entry = dialect_insert(session, OrderEventRow).values(order_id=state.order_id, seq=event.seq, **values)
+    written = await session.execute(
+        entry.on_conflict_do_update(
+            index_elements=["order_id", "seq"], set_=values, where=OrderEventRow.version < version
+        ).returning(OrderEventRow.seq)
+    )
+    if written.first() is None:
+        return False
+    if (version, event.seq) > (newest.last_version, newest.last_seq):
+        public, pii = personal.seal(state, keyring)
+        await session.execute(
+            update(OrderRow)
+            .where(OrderRow.order_id == state.order_id)
+            .values(
+                status=state.status.value,
+                last_version=version,
+                last_seq=event.seq,
+                updated_at=_utc(state.updated_at),
+                state=public,
+                pii=pii,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        await session.execute(
+            delete(OrderEventRow).where(
+                OrderEventRow.order_id == state.order_id,
+                OrderEventRow.seq > event.seq,
+                OrderEventRow.version < version,
+            )
+        )
+    return True
+
+
+async def _lock_order_row(session: AsyncSession, state: OrderState) -> Row[int, int]:
+    """The order row's newest (version, seq), locked until the transaction ends, so the order's writes queue.
+
+    A status change may be the first write that lands (record_order still being retried): it creates the row.
+    """
     order = dialect_insert(session, OrderRow).values(
         order_id=state.order_id,
         workflow_id=state.workflow_id,
@@ -90,6 +142,7 @@ async def record_status(session: AsyncSession, change: StatusChangeInput, keyrin
         status=state.status.value,
         total=state.total,
         currency=state.currency,
+        last_version=0,
         last_seq=0,
         state=None,
         created_at=_utc(state.created_at),
@@ -107,30 +160,10 @@ async def record_status(session: AsyncSession, change: StatusChangeInput, keyrin
                 for line in state.lines
             ],
         )
-    entry = dialect_insert(session, OrderEventRow).values(
-        order_id=state.order_id,
-        seq=event.seq,
-        at=_utc(event.at),
-        status=event.status.value,
-        actor=event.actor,
-        event=event.event,
-        detail=event.detail,
+    newest = await session.execute(
+        select(OrderRow.last_version, OrderRow.last_seq).where(OrderRow.order_id == state.order_id).with_for_update()
     )
-    await session.execute(entry.on_conflict_do_nothing(index_elements=["order_id", "seq"]))
-    public, pii = personal.seal(state, keyring)
-    # One conditional statement: a late or repeated entry finds last_seq already past it and changes nothing.
-    await session.execute(
-        update(OrderRow)
-        .where(OrderRow.order_id == state.order_id, OrderRow.last_seq < event.seq)
-        .values(
-            status=state.status.value,
-            last_seq=event.seq,
-            updated_at=_utc(state.updated_at),
-            state=public,
-            pii=pii,
-        )
-        .execution_options(synchronize_session=False)
-    )
+    return newest.one()
 
 
 async def get_order(session: AsyncSession, order_id: str, keyring: Keyring) -> OrderState | None:

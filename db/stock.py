@@ -7,7 +7,7 @@ reserved <= on_hand stays the last guard. On SQLite FOR UPDATE is ignored, which
 the engine opens every transaction with BEGIN IMMEDIATE and so serialises writers.
 
 Reservations are keyed by (order id, line number, allocation round): asking twice with one key
-answers with what the first call holds and changes nothing.
+answers with what the first call answered, stock held or a shortage, and changes nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.engine import dialect_insert
 from models.inventory import LineKey, ReserveLineResult, StockLevel, WarehouseStock
 from models.order import Allocation
-from models.tables import ReservationRow, SkuRow, StockReceiptRow, StockRow, WarehouseRow
+from models.tables import LineShortageRow, ReservationRow, SkuRow, StockReceiptRow, StockRow, WarehouseRow
 
 RESERVED = "reserved"
 RELEASED = "released"
@@ -140,12 +140,10 @@ def priority_order(warehouses: Sequence[str], priority: Sequence[str]) -> list[s
     return sorted(warehouses, key=lambda code: (rank.get(code, len(rank)), code))
 
 
-def _key_filter(key: LineKey) -> tuple[ColumnElement[bool], ...]:
-    return (
-        ReservationRow.order_id == key.order_id,
-        ReservationRow.line_no == key.line_no,
-        ReservationRow.attempt == key.attempt,
-    )
+def _key_filter(
+    key: LineKey, table: type[ReservationRow] | type[LineShortageRow] = ReservationRow
+) -> tuple[ColumnElement[bool], ...]:
+    return (table.order_id == key.order_id, table.line_no == key.line_no, table.attempt == key.attempt)
 
 
 async def _held_for(session: AsyncSession, key: LineKey) -> list[Allocation]:
@@ -166,8 +164,8 @@ async def reserve_line(
 ) -> ReserveLineResult:
     """Hold the line's whole quantity across warehouses in priority order, or hold nothing and report the shortage.
 
-    A key that already holds a reservation gets that reservation back, whatever happened to it
-    since: the first answer is the answer.
+    A key asked before gets the first answer back, whatever happened since: the reservation it
+    got, even if released or committed, or the shortage it found, even if stock has come in.
     """
     if quantity <= 0:
         raise StockError(f"line {key.line_no} of order {key.order_id}: quantity must be positive")
@@ -182,6 +180,9 @@ async def reserve_line(
     held = await _held_for(session, key)
     if held:
         return _result(key, sku, held)
+    short = await session.scalar(select(LineShortageRow.quantity).where(*_key_filter(key, LineShortageRow)))
+    if short is not None:
+        return ReserveLineResult(line_no=key.line_no, sku=sku, shortage=short)
 
     plan: list[tuple[str, int]] = []
     missing = quantity
@@ -193,6 +194,18 @@ async def reserve_line(
             plan.append((warehouse, take))
             missing -= take
     if missing > 0:
+        await session.execute(
+            dialect_insert(session, LineShortageRow)
+            .values(
+                order_id=key.order_id,
+                line_no=key.line_no,
+                attempt=key.attempt,
+                sku=sku,
+                quantity=quantity,
+                created_at=_now(),
+            )
+            .on_conflict_do_nothing(index_elements=["order_id", "line_no", "attempt"])
+        )
         return ReserveLineResult(line_no=key.line_no, sku=sku, shortage=quantity)
 
     now = _now()

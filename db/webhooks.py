@@ -132,8 +132,11 @@ async def delete_subscription(session: AsyncSession, subscription_id: str) -> bo
 # The outbox
 
 
-async def enqueue_order_event(session: AsyncSession, order_id: str, entry: TimelineEvent) -> int:
-    """One outbox row per live subscription that wants this status; a repeat of the entry adds none. Rows added."""
+async def enqueue_order_event(session: AsyncSession, order_id: str, entry: TimelineEvent, version: int) -> int:
+    """One outbox row per live subscription that wants this status; a repeat of the entry adds none. Rows added.
+
+    `version` tells apart an entry written again, with other content, by a workflow task that replaced a lost one.
+    """
     subscriptions = (
         await session.execute(
             select(WebhookSubscriptionRow.subscription_id, WebhookSubscriptionRow.events).where(
@@ -154,6 +157,7 @@ async def enqueue_order_event(session: AsyncSession, order_id: str, entry: Timel
                 "subscription_id": subscription_id,
                 "order_id": order_id,
                 "seq": entry.seq,
+                "version": version,
                 "payload": payload,
                 "attempts": 0,
                 "next_attempt_at": now,
@@ -162,7 +166,7 @@ async def enqueue_order_event(session: AsyncSession, order_id: str, entry: Timel
         ]
     )
     added = await session.execute(
-        statement.on_conflict_do_nothing(index_elements=["subscription_id", "order_id", "seq"]).returning(
+        statement.on_conflict_do_nothing(index_elements=["subscription_id", "order_id", "seq", "version"]).returning(
             WebhookOutboxRow.id
         )
     )
@@ -177,6 +181,7 @@ class Delivery:
     subscription_id: str
     order_id: str
     seq: int
+    version: int
     url: str
     secret: str
     payload: dict[str, Any]
@@ -186,7 +191,7 @@ class Delivery:
     @property
     def delivery_id(self) -> str:
         """The same on every attempt, so the receiver can drop a repeat."""
-        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.subscription_id}/{self.order_id}/{self.seq}"))
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.subscription_id}/{self.order_id}/{self.seq}/{self.version}"))
 
 
 async def claim_due(
@@ -220,6 +225,7 @@ async def claim_due(
             outbox.subscription_id,
             outbox.order_id,
             outbox.seq,
+            outbox.version,
             outbox.payload,
             outbox.attempts,
             WebhookSubscriptionRow.url,
@@ -235,6 +241,7 @@ async def claim_due(
             subscription_id=row.subscription_id,
             order_id=row.order_id,
             seq=row.seq,
+            version=row.version,
             url=row.url,
             secret=open_secret(keyring, row.subscription_id, row.secret),
             payload=row.payload,

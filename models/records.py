@@ -18,10 +18,15 @@ class RecordOrderInput(BaseModel):
 
 
 class StatusChangeInput(BaseModel):
-    """One entry of the timeline, with the order as it stands after it."""
+    """One entry of the timeline, with the order as it stands after it.
+
+    `version` is the workflow's history length when the entry was made: it orders writes across
+    workflow tasks, so that a task replacing a lost one overwrites what the lost one wrote.
+    """
 
     event: TimelineEvent
     state: OrderState
+    version: int = 0
 
 
 class ReviewInput(BaseModel):

@@ -87,6 +87,22 @@ class ReservationRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class LineShortageRow(Base):
+    """A line that could not be reserved whole in an allocation round: the round's answer, kept like a reservation.
+
+    A repeated reservation of the same key answers with it, so a retried or re-run round finds
+    the same shortage even if stock has been freed since.
+    """
+
+    __tablename__ = "line_shortages"
+    order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64))
+    quantity: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class StockReceiptRow(Base):
     __tablename__ = "stock_receipts"
     __table_args__ = (CheckConstraint("quantity > 0", name="quantity_positive"),)
@@ -121,7 +137,10 @@ class OrderRow(Base):
     status: Mapped[str] = mapped_column(String(20))
     total: Mapped[Decimal] = mapped_column(Numeric(14, 2))
     currency: Mapped[str] = mapped_column(String(3))
-    # The last timeline entry written; status changes arriving out of order or twice are ignored.
+    # The newest timeline entry written, by (version, seq); status changes arriving out of order
+    # or twice are ignored. The version is the workflow's history length when the entry was made:
+    # a workflow task that replaces a lost one has a longer history, so what it writes wins.
+    last_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     # The order as the workflow last reported it (models.order.OrderState as JSON), without
     # the customer's personal data, which `pii` holds encrypted (security.fields).
@@ -147,6 +166,8 @@ class OrderEventRow(Base):
     __tablename__ = "order_events"
     order_id: Mapped[str] = mapped_column(ForeignKey("orders.order_id"), primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Which workflow task wrote the entry (see OrderRow.last_version); a later one may replace it.
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     status: Mapped[str] = mapped_column(String(20))
     actor: Mapped[str] = mapped_column(String(100))
@@ -245,13 +266,15 @@ class WebhookOutboxRow(Base):
 
     __tablename__ = "webhook_outbox"
     __table_args__ = (
-        UniqueConstraint("subscription_id", "order_id", "seq", name="uq_webhook_outbox_event"),
+        UniqueConstraint("subscription_id", "order_id", "seq", "version", name="uq_webhook_outbox_event"),
         Index("ix_webhook_outbox_due", "delivered_at", "next_attempt_at"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     subscription_id: Mapped[str] = mapped_column(ForeignKey("webhook_subscriptions.subscription_id"))
     order_id: Mapped[str] = mapped_column(String(64))
     seq: Mapped[int] = mapped_column(Integer)
+    # The timeline entry's version (OrderEventRow.version): an entry replaced after a lost workflow task is sent again.
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -9,6 +9,7 @@ orders (`api`, a client key); an operator reviews them (`operator`).
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from api.app import create_app
+from models import names
 from models.order import ReviewDecision, ReviewOutcome
 from tests.fakes import FakeSystems
 from tests.keys import Keys, bearer
@@ -156,3 +158,19 @@ async def test_a_delivered_order_is_read_and_cannot_be_cancelled(api: httpx.Asyn
 
     assert response.status_code == 409
     assert response.json() == {"detail": "order is delivered"}
+
+
+async def test_a_cancel_the_order_cannot_take_now_is_a_503_to_retry_not_a_server_error(
+    operator: httpx.AsyncClient, dev_server_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    # An order whose workflow cannot even read its input fails every workflow task it is given.
+    order_id = str(uuid.uuid4())
+    await dev_server_env.client.start_workflow(
+        names.ORDER_WORKFLOW, {"order_id": 7}, id=names.order_workflow_id(order_id), task_queue=task_queue
+    )
+
+    response = await operator.post(f"/orders/{order_id}/cancel", json={"reason": "stuck"})
+
+    assert response.status_code == 503, response.text
+    assert int(response.headers["Retry-After"]) > 0
+    assert order_id in response.json()["detail"]

@@ -257,6 +257,24 @@ async def test_a_new_attempt_after_release_reserves_again(sessionmaker: Sessions
     assert await reservation_states(sessionmaker, "o-1") == [(1, 1, "A", "released", 5), (1, 2, "A", "reserved", 5)]
 
 
+async def test_a_round_that_found_too_little_answers_the_same_when_asked_again_after_stock_came_in(
+    sessionmaker: Sessions,
+) -> None:
+    # A workflow task lost after its round ran asks again: it must take the same path, not ship on stock it never held.
+    await stock_in(sessionmaker, "LATE-1", A=2)
+    inventory = InventoryActivities(sessionmaker, [])
+    short = await inventory.reserve_line(line("o-1", 5, sku="LATE-1"))
+    async with sessionmaker.begin() as session:
+        await stock.receive_stock(session, "LATE-1", "A", 10, "rcpt-late")
+
+    again = await inventory.reserve_line(line("o-1", 5, sku="LATE-1"))
+    next_round = await inventory.reserve_line(line("o-1", 5, sku="LATE-1", attempt=2))
+
+    assert (short.shortage, again.shortage, again.allocations) == (5, 5, [])
+    assert next_round.allocations == [Allocation(warehouse="A", quantity=5)]
+    assert (await level(sessionmaker, "LATE-1")).reserved == 5
+
+
 async def test_on_hand_cannot_be_set_below_what_is_reserved(sessionmaker: Sessions) -> None:
     await stock_in(sessionmaker, "SET-1", A=10)
     await InventoryActivities(sessionmaker, []).reserve_line(line("o-1", 6, sku="SET-1"))

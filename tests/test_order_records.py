@@ -16,6 +16,7 @@ from activities.orders import OrderRecordActivities
 from db import orders
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
+from db.webhooks import create_subscription
 from models.order import (
     Address,
     Customer,
@@ -26,7 +27,7 @@ from models.order import (
     TimelineEvent,
 )
 from models.records import RecordOrderInput, StatusChangeInput
-from models.tables import IdempotencyKeyRow, OrderLineRow, OrderRow
+from models.tables import IdempotencyKeyRow, OrderLineRow, OrderRow, WebhookOutboxRow
 from tests.conftest import TEST_KEYRING
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -50,11 +51,14 @@ def received(order_id: str, at: datetime = T0, **kwargs: object) -> RecordOrderI
     )
 
 
-def change(order_id: str, seq: int, status: OrderStatus, created_at: datetime = T0) -> StatusChangeInput:
+def change(
+    order_id: str, seq: int, status: OrderStatus, created_at: datetime = T0, version: int = 0, event: str | None = None
+) -> StatusChangeInput:
     request = order_request()
     at = created_at + timedelta(minutes=seq)
     return StatusChangeInput(
-        event=TimelineEvent(seq=seq, at=at, status=status, actor="workflow", event=f"step-{seq}"),
+        version=version,
+        event=TimelineEvent(seq=seq, at=at, status=status, actor="workflow", event=event or f"step-{seq}"),
         state=OrderState.received(order_id, f"order-{order_id}", request, created_at).model_copy(
             update={"status": status, "updated_at": at}
         ),
@@ -111,6 +115,55 @@ async def test_the_newest_status_wins_whatever_order_changes_arrive_in(sessionma
         (3, OrderStatus.SHIPPED, "step-3"),
     ]
     assert state.updated_at == T0 + timedelta(minutes=3)
+
+
+async def test_a_workflow_task_replacing_a_lost_one_has_the_last_word_on_status_and_timeline(
+    sessionmaker: Sessions,
+) -> None:
+    # The lost task (history length 9) got as far as shipping; the task replacing it (length 14)
+    # saw a cancellation first, so its entries 2-3 differ and it never writes a 4th.
+    records = OrderRecordActivities(sessionmaker, TEST_KEYRING)
+    await records.record_order(received("o-1"))
+    await records.record_status(change("o-1", 1, OrderStatus.ALLOCATING, version=5))
+    for seq, status in ((2, OrderStatus.FULFILLING), (3, OrderStatus.FULFILLING), (4, OrderStatus.SHIPPED)):
+        await records.record_status(change("o-1", seq, status, version=9))
+
+    await records.record_status(change("o-1", 3, OrderStatus.CANCELLED, version=14, event="order cancelled"))
+    await records.record_status(change("o-1", 2, OrderStatus.ALLOCATING, version=14, event="cancellation requested"))
+    # The lost task's worker, still alive, lands a late write.
+    await records.record_status(change("o-1", 4, OrderStatus.SHIPPED, version=9))
+
+    async with sessionmaker() as session:
+        state = await orders.get_order(session, "o-1", TEST_KEYRING)
+    assert state is not None
+    assert state.status is OrderStatus.CANCELLED
+    assert [(e.seq, e.status, e.event) for e in state.timeline] == [
+        (1, OrderStatus.ALLOCATING, "step-1"),
+        (2, OrderStatus.ALLOCATING, "cancellation requested"),
+        (3, OrderStatus.CANCELLED, "order cancelled"),
+    ]
+
+
+async def test_an_entry_a_later_workflow_task_replaced_is_sent_to_subscribers_again_and_a_repeat_is_not(
+    sessionmaker: Sessions,
+) -> None:
+    async with sessionmaker.begin() as session:
+        subscription = await create_subscription(session, TEST_KEYRING, "https://hooks.example.com/orders", [])
+    records = OrderRecordActivities(sessionmaker, TEST_KEYRING)
+    await records.record_order(received("o-1"))
+
+    await records.record_status(change("o-1", 1, OrderStatus.FULFILLING, version=9))
+    await records.record_status(change("o-1", 1, OrderStatus.FULFILLING, version=9))
+    await records.record_status(change("o-1", 1, OrderStatus.CANCELLED, version=14, event="order cancelled"))
+
+    async with sessionmaker() as session:
+        sent = await session.execute(
+            select(WebhookOutboxRow.seq, WebhookOutboxRow.version, WebhookOutboxRow.payload)
+            .where(WebhookOutboxRow.subscription_id == subscription.subscription_id)
+            .order_by(WebhookOutboxRow.id)
+        )
+        queued = [(seq, version, payload["status"]) for seq, version, payload in sent]
+    assert queued == [(1, 9, "fulfilling"), (1, 14, "cancelled")]
 
 
 async def test_concurrent_status_changes_keep_the_newest(sessionmaker: Sessions) -> None:

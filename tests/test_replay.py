@@ -20,17 +20,21 @@ from tests.conftest import TEST_KEYRING
 from workflows.order import OrderWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
 
-HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
-TEXTS = {path.stem: path.read_text() for path in HISTORIES}
+# One folder per generation of the workflow code (tests/histories/record.py).
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*/*.json"))
+TEXTS = {f"{path.parent.name}/{path.stem}": path.read_text() for path in HISTORIES}
 
 
-def test_the_kept_histories_cover_every_kind_of_run() -> None:
-    assert len(HISTORIES) >= 6
+def test_the_kept_histories_cover_every_kind_of_run_in_each_generation() -> None:
+    generations = {path.parent.name for path in HISTORIES}
+    assert len(generations) >= 2
+    for generation in generations:
+        assert len([path for path in HISTORIES if path.parent.name == generation]) >= 6, generation
 
 
-@pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])
-async def test_history_replays_without_non_determinism(path: Path) -> None:
-    history = WorkflowHistory.from_json(path.stem, TEXTS[path.stem])
+@pytest.mark.parametrize("name", TEXTS)
+async def test_history_replays_without_non_determinism(name: str) -> None:
+    history = WorkflowHistory.from_json(name, TEXTS[name])
     replayer = Replayer(workflows=[OrderWorkflow, ReplenishmentWorkflow], data_converter=data_converter(TEST_KEYRING))
 
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)

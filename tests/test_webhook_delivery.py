@@ -335,7 +335,7 @@ async def deliver_with_dispatchers(
         subscription = await create_subscription(session, TEST_KEYRING, f"{subscriber.url}/shared", [])
         for seq in range(1, events + 1):
             entry = TimelineEvent(seq=seq, at=datetime.now(UTC), status=OrderStatus.RECEIVED, actor="test", event="e")
-            await enqueue_order_event(session, "order-shared", entry)
+            await enqueue_order_event(session, "order-shared", entry, version=1)
     subscriber.secrets["shared"] = subscription.secret
     settings = Settings().model_copy(update={**FAST_WEBHOOKS, "webhook_batch_size": 5})
     running = [WebhookDispatcher(sessionmaker, settings, TEST_KEYRING) for _ in range(dispatchers)]

@@ -58,6 +58,10 @@ with workflow.unsafe.imports_passed_through():
 
 # Patches of this workflow, for runs started before the change (see tests/test_replay.py).
 RELEASE_HELD_STOCK_ON_CLOSE = "release-held-stock-on-close"
+DECIDE_BEFORE_EFFECTS = "decide-before-effects"
+
+# The timer that records a decision in history before the steps it decided run (see _record_decision).
+DECISION_TIMER = timedelta(milliseconds=1)
 
 
 class ProcessEnded(Exception):
@@ -82,6 +86,8 @@ class OrderWorkflow:
         self._past_point_of_no_return = False
         self._tracking_inbox: list[TrackingEvent] = []
         self._tracking_seen: set[str] = set()
+        # SKUs whose shortage this order may have reported and not yet withdrawn or been woken for.
+        self._short_skus: set[str] = set()
 
     @workflow.run
     async def run(self, order: OrderInput) -> OrderState:
@@ -211,7 +217,9 @@ class OrderWorkflow:
             self._set_status(
                 OrderStatus.ALLOCATING, "allocating stock and preparing shipping", detail=f"round {attempt}"
             )
+            await self._record_decision("Decided: allocate stock and prepare shipping")
             shortages = await self._reserve_lines_and_draft_booking(attempt)
+            self._short_skus |= set(shortages)
             await self._stop_if_cancelled()
             if not shortages:
                 return
@@ -316,6 +324,8 @@ class OrderWorkflow:
         )
         if self._cancel is not None or not restocked:
             await self._withdraw_from_replenishment(skus)
+        # Withdrawn, or woken by the replenishment run, which forgets an order it wakes.
+        self._short_skus -= skus
         await self._stop_if_cancelled()
         if not restocked:
             await self._close(OrderStatus.CANCELLED, "backorder deadline passed", actor="timer", detail=detail)
@@ -332,6 +342,7 @@ class OrderWorkflow:
         self._set_status(OrderStatus.FULFILLING, "stock allocated, settling with finance")
         self._notify("confirmed", None)
         try:
+            await self._record_decision("Decided: settle with finance")
             invoice = await workflow.execute_local_activity_method(
                 FinanceActivities.create_invoice,
                 InvoiceInput(
@@ -348,6 +359,10 @@ class OrderWorkflow:
             self._saga.register("void invoice", self._void_invoice)
             self._append_event("invoiced", detail=f"{invoice.invoice_id}: {invoice.total} {invoice.currency}")
             await self._stop_if_cancelled()
+            if self._decides_before_effects:
+                # Handing the goods to the carrier starts here: cancelling is refused from now on.
+                self._past_point_of_no_return = True
+                await self._record_decision("Decided: hand the goods to the carrier")
             confirmed = await workflow.execute_local_activity_method(
                 CarrierActivities.confirm_booking,
                 BookingRef(order_id=self._state.order_id, booking_id=self._shipment.booking_id),
@@ -448,7 +463,7 @@ class OrderWorkflow:
         if status.is_terminal:
             return f"order is {status.value}"
         if self._past_point_of_no_return:
-            return "order has shipped: cancellation is no longer possible, start a return instead"
+            return "order is handed to the carrier: cancellation is no longer possible, start a return instead"
         return None
 
     async def _close(
@@ -458,6 +473,11 @@ class OrderWorkflow:
         await self._compensate()
         if workflow.patched(RELEASE_HELD_STOCK_ON_CLOSE):
             await self._release_held_stock()
+        if self._short_skus and self._decides_before_effects:
+            # A lost workflow task may have reported a shortage this run never reached: purchasing
+            # must not keep demand, ahead of other orders, for an order that has ended.
+            await self._withdraw_from_replenishment(self._short_skus)
+            self._short_skus.clear()
         self._set_status(status, event, actor=actor, detail=detail)
         if status == OrderStatus.CANCELLED:
             self._notify("cancelled", detail)
@@ -489,8 +509,12 @@ class OrderWorkflow:
         )
         self._state.timeline.append(entry)
         self._state.updated_at = now
-        change = StatusChangeInput(event=entry, state=self._state.model_copy(deep=True))
-        # Writes are ordered by seq in the database, so they need not hold up the process.
+        change = StatusChangeInput(
+            event=entry,
+            state=self._state.model_copy(deep=True),
+            version=workflow.info().get_current_history_length(),
+        )
+        # Writes are ordered by (version, seq) in the database, so they need not hold up the process.
         self._background.append(
             asyncio.create_task(
                 workflow.execute_local_activity_method(
@@ -529,6 +553,23 @@ class OrderWorkflow:
         self._operator_review = (decision, command)
         await workflow.wait_condition(lambda: self._state.status != OrderStatus.PENDING_REVIEW)
         return self._state
+
+    async def _record_decision(self, summary: str) -> None:
+        """Complete the workflow task, so that history holds the decision to run the steps that follow.
+
+        A local activity runs inside the workflow task that decided on it and is written to history
+        only when that task completes. If the task is lost (its worker killed, the server restarted,
+        the task timed out), the step's effect stays in the outside system, and the task that replaces
+        it may see a cancellation that arrived meanwhile and take another path that never undoes it.
+        After this timer a re-run starts here and runs the same steps again (each is idempotent), so
+        it knows of every effect before it next looks at cancellation.
+        """
+        if self._decides_before_effects:
+            await workflow.sleep(DECISION_TIMER, summary=summary)
+
+    @property
+    def _decides_before_effects(self) -> bool:
+        return workflow.patched(DECIDE_BEFORE_EFFECTS)
 
     async def _wait(self, condition: Callable[[], bool], timeout: timedelta | None, summary: str) -> bool:
         try:

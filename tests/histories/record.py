@@ -1,14 +1,20 @@
-"""Record the histories that the replay test keeps: `python -m tests.histories.record`.
+"""Record the histories that the replay test keeps: `python -m tests.histories.record <generation>`.
 
 Each scenario runs the real workflows on the time-skipping server against the
 in-memory activities (the workflow tests' harness) and writes the workflow
-history as JSON beside this file. Record again only when no order can be in
-flight with the old code; otherwise guard the change with workflow.patched().
+history as JSON to a folder beside this file named after the generation of the
+workflow code, e.g. the newest patch. A change that alters the histories is
+guarded with workflow.patched() and recorded as a new generation; the older
+generations stay, as orders started under them may still be in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import re
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -22,11 +28,14 @@ from models.purchasing import ReplenishmentInput, ShortageReport, StockReceived
 from security.codec import data_converter
 from tests.conftest import BIN, register_search_attributes
 from tests.fakes import FakeSystems, refusal
-from tests.test_order_workflow import Harness
+from tests.test_order_workflow import SHORT_TASK, Harness
 from workflows.order import OrderWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
 
 HERE = Path(__file__).parent
+ROOT = HERE.parent.parent
+# Stack traces name files by absolute path: kept histories name them from the project or site-packages.
+MACHINE_PATHS = re.compile(rf"{re.escape(str(ROOT))}/(?:[^\s\"']*?/site-packages/)?".encode())
 TASK_QUEUE = "record-histories"
 Scenario = Callable[[Harness], Awaitable[WorkflowHandle]]  # type: ignore[type-arg]
 
@@ -65,6 +74,18 @@ async def cancelled_while_backordered(harness: Harness) -> WorkflowHandle:  # ty
     return handle
 
 
+async def cancelled_while_settling(harness: Harness) -> WorkflowHandle:  # type: ignore[type-arg]
+    harness.fakes.gates["create_invoice"] = gate = asyncio.Event()
+    handle = await harness.start(task_timeout=SHORT_TASK)
+    await harness.until(handle, OrderStatus.FULFILLING)
+    cancelling = asyncio.create_task(handle.execute_update(OrderWorkflow.cancel, CancelCommand(reason="mistake")))
+    await asyncio.sleep(SHORT_TASK.total_seconds() * 1.5)
+    gate.set()
+    await cancelling
+    await handle.result()
+    return handle
+
+
 async def failed_after_invoicing(harness: Harness) -> WorkflowHandle:  # type: ignore[type-arg]
     harness.fakes.fail["confirm_booking"] = refusal("BookingRefused")
     handle = await harness.start()
@@ -99,12 +120,37 @@ SCENARIOS: dict[str, Scenario] = {
     "order_approved_by_operator": approved_by_operator,
     "order_backordered_then_restocked": backordered_then_restocked,
     "order_cancelled_while_backordered": cancelled_while_backordered,
+    "order_cancelled_while_settling": cancelled_while_settling,
     "order_failed_after_invoicing": failed_after_invoicing,
     "replenishment_wakes_fifo": replenishment,
 }
 
 
-async def main() -> None:
+def without_machine_paths(history_json: str) -> str:
+    """The history with the recording machine's paths cut from stack traces, also inside encoded payloads."""
+
+    def clean(node: object) -> object:
+        if isinstance(node, dict):
+            return {key: clean_data(value) if key == "data" else clean(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [clean(item) for item in node]
+        if isinstance(node, str):
+            return MACHINE_PATHS.sub(b"", node.encode()).decode()
+        return node
+
+    def clean_data(data: object) -> object:
+        if not isinstance(data, str):
+            return clean(data)
+        raw = base64.b64decode(data)
+        cleaned = MACHINE_PATHS.sub(b"", raw)
+        return data if cleaned == raw else base64.b64encode(cleaned).decode()
+
+    return json.dumps(clean(json.loads(history_json)), indent=2)
+
+
+async def main(generation: str) -> None:
+    folder = HERE / generation
+    folder.mkdir(exist_ok=True)
     # Recorded unencrypted, so the kept histories can be read, and replayed with any keyring.
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=data_converter(None), test_server_existing_path=str(BIN / "temporal-test-server")
@@ -121,11 +167,13 @@ async def main() -> None:
             ):
                 handle = await scenario(Harness(env, TASK_QUEUE, fakes))
                 history = await handle.fetch_history()
-            (HERE / f"{name}.json").write_text(history.to_json())
+            (folder / f"{name}.json").write_text(without_machine_paths(history.to_json()))
             print(f"recorded {name}: {len(history.events)} events")
     finally:
         await env.shutdown()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m tests.histories.record <generation>")
+    asyncio.run(main(sys.argv[1]))
