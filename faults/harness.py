@@ -138,11 +138,14 @@ async def running_stack(postgres: PostgresServer, workdir: Path, database: str) 
     )
     config.data_dir.mkdir(parents=True)
     api_key = new_key()
+    env = drill_environment(config.data_dir, api_key)
+    # The drill's own clients (Temporal's among them) use the children's keyring.
+    keyring = {"encryption_key_file": env["OMS_ENCRYPTION_KEY_FILE"]} if "OMS_ENCRYPTION_KEY_FILE" in env else {}
     settings = Settings().model_copy(
-        update={"database_url": database_url, "temporal_address": f"127.0.0.1:{config.temporal_port}"}
+        update={"database_url": database_url, "temporal_address": f"127.0.0.1:{config.temporal_port}", **keyring}
     )
     local = LocalStack(config, settings)
-    local.env.update(drill_environment(config.data_dir, api_key))
+    local.env.update(env)
     async with AsyncExitStack() as running:
         running.push_async_callback(local.stop)
         await local.start()

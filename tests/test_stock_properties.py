@@ -81,12 +81,16 @@ class Ledger:
 
     stock: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # (sku, warehouse) -> [on_hand, reserved]
     reservations: dict[tuple[str, int, int], Reservation] = field(default_factory=dict)
+    shortages: dict[tuple[str, int, int], int] = field(default_factory=dict)
     receipts: dict[str, tuple[str, int]] = field(default_factory=dict)  # receipt id -> (sku, units)
     start: dict[str, int] = field(default_factory=dict)
 
     def reserve(self, key: tuple[str, int, int], sku: str, quantity: int) -> tuple[list[Allocation], int]:
+        # A key asked before gets its first answer: what it holds, or the shortage it found.
         if key in self.reservations:
             return self.reservations[key].allocations, 0
+        if key in self.shortages:
+            return [], self.shortages[key]
         free = {warehouse: on_hand - held for (s, warehouse), (on_hand, held) in self.stock.items() if s == sku}
         plan: list[Allocation] = []
         missing = quantity
@@ -96,6 +100,7 @@ class Ledger:
                 plan.append(Allocation(warehouse=warehouse, quantity=take))
                 missing -= take
         if missing:
+            self.shortages[key] = quantity
             return [], quantity
         for allocation in plan:
             self.stock[(sku, allocation.warehouse)][1] += allocation.quantity
