@@ -1,9 +1,12 @@
-"""The one way this project connects to Temporal: encrypted pydantic payloads on every client, API and worker alike."""
+"""The one way this project connects to Temporal: encrypted pydantic payloads on every client, API and worker
+alike, and the request id of the API request being served on every call (observability.interceptors)."""
 
 from __future__ import annotations
 
 from temporalio.client import Client
+from temporalio.converter import DataConverter
 
+from observability.interceptors import RequestIdClientInterceptor
 from security.codec import data_converter
 from security.keyring import Keyring, load_keyring
 from settings import Settings
@@ -15,8 +18,15 @@ async def connect(settings: Settings, keyring: Keyring | None = None) -> Client:
     With payload encryption switched off (development only, to measure its cost) payloads go as JSON.
     """
     encrypting = (keyring or load_keyring(settings)) if settings.payload_encryption else None
+    converter = data_converter(encrypting)
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=data_converter(encrypting),
+        data_converter=converter,
+        interceptors=client_interceptors(converter),
     )
+
+
+def client_interceptors(converter: DataConverter) -> list[RequestIdClientInterceptor]:
+    """What every client of the service carries: the request id on its calls, encoded by its own converter."""
+    return [RequestIdClientInterceptor(converter.payload_converter)]

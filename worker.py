@@ -30,6 +30,7 @@ from activities.purchasing import PurchasingActivities
 from activities.review import ReviewActivities
 from db.engine import create_engine, create_sessionmaker
 from logging_config import configure_logging
+from observability.interceptors import WorkerContextInterceptor
 from security.keyring import Keyring, KeyringError, load_keyring
 from settings import Settings, get_settings
 from temporal_client import connect
@@ -49,7 +50,10 @@ def build_worker(
     *,
     keyring: Keyring,
 ) -> Worker:
-    """The worker on `client`, whose data converter must encrypt with `keyring` too (temporal_client.connect)."""
+    """The worker on `client`, whose data converter must encrypt with `keyring` too (temporal_client.connect).
+
+    Its interceptor gives workflow and activity log lines their order and the request id they were started for.
+    """
     inventory = InventoryActivities(sessionmaker, settings.warehouse_priority)
     records = OrderRecordActivities(sessionmaker, keyring)
     review = ReviewActivities(sessionmaker, settings)
@@ -85,6 +89,7 @@ def build_worker(
             purchasing.resolve_shortages,
             purchasing.notify_purchasing,
         ],
+        interceptors=[WorkerContextInterceptor()],
     )
 
 
