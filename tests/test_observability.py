@@ -8,10 +8,12 @@ where its stdout and its metrics endpoint are what is checked) and the API over 
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity, workflow
 from temporalio.api.enums.v1 import EventType
@@ -21,13 +23,92 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from models.names import HEADER_REQUEST_ID
+from models.order import OrderStatus
 from observability import request_id
 from observability.interceptors import WorkerContextInterceptor
 from security.codec import ENCODING
+from tests.stack import NotYet, Stack, eventually, running_stack
+from tests.test_end_to_end import line, new_sku, order_body
 
 Sessions = async_sessionmaker[AsyncSession]
 ROOT = Path(__file__).resolve().parent.parent
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def samples(exposition: str) -> Samples:
+    """Every sample of a Prometheus text exposition, by name and labels."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+    }
+
+
+def value(scraped: Samples, name: str, **labels: str) -> float:
+    return scraped.get((name, frozenset(labels.items())), 0.0)
+
+
+# The API's metrics.
+
+
+@pytest.fixture
+async def stack(
+    dev_server_env: WorkflowEnvironment, database_url: str, sessionmaker: Sessions, task_queue: str
+) -> AsyncIterator[Stack]:
+    async with running_stack(dev_server_env.client, database_url, sessionmaker, task_queue) as stack:
+        yield stack
+
+
+async def scrape_api(stack: Stack) -> tuple[str, Samples]:
+    response = await stack.operator.get("/metrics")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    return response.text, samples(response.text)
+
+
+async def test_the_api_counts_requests_by_route_template_and_reports_orders_and_shortages(stack: Stack) -> None:
+    sku, scarce = new_sku("METRIC"), new_sku("SCARCE")
+    await stack.count_stock(sku, 10)
+    await stack.count_stock(scarce, 0)
+    _, before = await scrape_api(stack)
+
+    delivered = [await stack.place_order(order_body([line(sku, 1, "5.00")])) for _ in range(2)]
+    backordered = await stack.place_order(order_body([line(scarce, 3, "5.00")]))
+    for order_id in delivered:
+        await stack.wait_for_status(order_id, "delivered")
+    await stack.wait_for_status(backordered, "backordered")
+    await stack.order(delivered[0])
+    assert (await stack.api.get("/no/such/path")).status_code == 404
+    async with stack.http(None) as anonymous:
+        assert (await anonymous.get("/metrics")).status_code == 401
+
+    async def shortage_recorded() -> tuple[str, Samples]:
+        text, scraped = await scrape_api(stack)
+        if value(scraped, "oms_open_shortages") < 1:
+            raise NotYet("the shortage is not recorded yet")
+        return text, scraped
+
+    text, after = await eventually(shortage_recorded, timeout=30)
+
+    placed = {"method": "POST", "route": "/orders", "status": "202"}
+    assert value(before, "oms_http_requests_total", **placed) == 0
+    assert value(after, "oms_http_requests_total", **placed) == 3
+    assert value(after, "oms_http_request_duration_seconds_count", method="POST", route="/orders") == 3
+    assert value(after, "oms_http_requests_total", method="GET", route="/orders/{order_id}", status="200") >= 1
+    assert value(after, "oms_http_requests_total", method="GET", route="unmatched", status="404") == 1
+    # Refused at the door, and counted all the same.
+    assert value(after, "oms_http_requests_total", method="GET", route="/metrics", status="401") == 1
+    # Routes are named by their template only: no order id, no path sent, in any label.
+    assert delivered[0] not in text
+    assert "/no/such/path" not in text
+
+    orders = {status.value: value(after, "oms_orders", status=status.value) for status in OrderStatus}
+    assert orders == {status.value: 0 for status in OrderStatus} | {"delivered": 2, "backordered": 1}
+    assert value(after, "oms_open_shortages") == 1
+    assert value(after, "oms_open_shortage_units") == 3
+    oldest = datetime.fromtimestamp(value(after, "oms_oldest_open_shortage_timestamp_seconds"), UTC)
+    assert datetime.now(UTC) - timedelta(minutes=1) < oldest <= datetime.now(UTC)
+    assert value(after, "process_resident_memory_bytes") > 0
 
 
 # The request id, carried by Temporal headers.
