@@ -7,11 +7,17 @@ where its stdout and its metrics endpoint are what is checked) and the API over 
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sys
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -22,12 +28,14 @@ from temporalio.common import HeaderCodecBehavior
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from models.names import HEADER_REQUEST_ID
-from models.order import OrderStatus
+from models.names import HEADER_REQUEST_ID, QUERY_STATUS, order_workflow_id
+from models.order import OrderState, OrderStatus
 from observability import request_id
 from observability.interceptors import WorkerContextInterceptor
 from security.codec import ENCODING
+from tests.servers import free_port
 from tests.stack import NotYet, Stack, eventually, running_stack
+from tests.test_crash_recovery import worker_environment
 from tests.test_end_to_end import line, new_sku, order_body
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -185,3 +193,102 @@ async def test_the_request_id_reaches_the_workflow_its_activities_and_its_signal
     header = started.workflow_execution_started_event_attributes.header.fields[HEADER_REQUEST_ID]
     # Through the codec the header is encrypted like any payload; without it, a plain JSON string.
     assert header.metadata["encoding"] == (ENCODING if sender == HeaderCodecBehavior.CODEC else b"json/plain")
+
+
+# The worker as production runs it: its log lines and its metrics endpoint.
+
+
+@asynccontextmanager
+async def worker_process(env: dict[str, str], stdout: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`python worker.py` writing its log lines to `stdout`; stopped with SIGTERM, so it drains and exits, on exit."""
+    with stdout.open("wb") as sink:
+        process = await asyncio.create_subprocess_exec(sys.executable, "worker.py", cwd=ROOT, env=env, stdout=sink)
+        try:
+            yield process
+        finally:
+            if process.returncode is None:
+                process.terminate()
+                await asyncio.wait_for(process.wait(), timeout=30)
+
+
+def json_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(text) for text in path.read_text().splitlines() if text.startswith("{")]
+
+
+async def scrape_worker(port: int) -> str:
+    async with httpx.AsyncClient(timeout=10) as http:
+        response = await http.get(f"http://127.0.0.1:{port}/metrics")
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+def total(exposition: str, name: str, **labels: str) -> float:
+    """The sum of the samples named `name`, exactly as exposed, whose labels include `labels`."""
+    wanted = [f'{label}="{value}"' for label, value in labels.items()]
+    return sum(
+        float(sample.rsplit(" ", 1)[1])
+        for sample in exposition.splitlines()
+        if sample.startswith(name + "{") and all(label in sample for label in wanted)
+    )
+
+
+async def test_a_request_id_reaches_the_worker_log_lines_of_its_order_and_the_worker_serves_sdk_metrics(
+    dev_server_env: WorkflowEnvironment, database_url: str, sessionmaker: Sessions, task_queue: str, tmp_path: Path
+) -> None:
+    request = f"obs-{uuid.uuid4().hex[:12]}"
+    metrics_port = free_port()
+    async with running_stack(dev_server_env.client, database_url, sessionmaker, task_queue, with_worker=False) as stack:
+        env = worker_environment(stack) | {
+            "OMS_LOG_LEVEL": "INFO",
+            "OMS_WORKER_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}",
+        }
+        sku = new_sku("LOGS")
+        await stack.count_stock(sku, 5)
+        # The carrier refuses at first, so that an activity attempt fails and the SDK logs it.
+        await stack.set_fault("carrier", failure_rate=1.0)
+        async with worker_process(env, tmp_path / "worker.jsonl"):
+            response = await stack.api.post(
+                "/orders", json=order_body([line(sku, 1, "5.00")]), headers={"X-Request-ID": request}
+            )
+            assert response.status_code == 202, response.text
+            assert response.headers["x-request-id"] == request
+            order_id = str(response.json()["order_id"])
+
+            async def carrier_refused() -> None:
+                assert stack.standin_answers.count("carrier", 503) >= 1
+
+            await eventually(carrier_refused, timeout=30)
+            await stack.clear_faults()
+            await stack.wait_for_status(order_id, "delivered")
+
+            async def workflow_completed() -> str:
+                scraped = await scrape_worker(metrics_port)
+                if total(scraped, "temporal_workflow_completed", workflow_type="OrderWorkflow") < 1:
+                    raise NotYet("no order workflow counted as completed yet")
+                return scraped
+
+            scraped = await eventually(workflow_completed, timeout=30)
+
+        # A new worker answers a query of the closed workflow by replaying its whole history.
+        async with worker_process(env, tmp_path / "replaying-worker.jsonl"):
+            handle = dev_server_env.client.get_workflow_handle(order_workflow_id(order_id))
+            state = await handle.query(QUERY_STATUS, result_type=OrderState)
+            assert state.status == OrderStatus.DELIVERED
+
+    # The carrier's steps are local activities.
+    assert total(scraped, "temporal_local_activity_execution_failed", activity_type="check_address") >= 1
+    assert total(scraped, "temporal_local_activity_execution_latency_count", activity_type="check_address") >= 1
+
+    workflow_id = order_workflow_id(order_id)
+    of_order = [entry for entry in json_lines(tmp_path / "worker.jsonl") if entry.get("order_id") == order_id]
+    workflow_lines = [entry for entry in of_order if entry["logger"] == "temporalio.workflow"]
+    assert [entry["event"] for entry in workflow_lines] == ["workflow started", "workflow completed"]
+    activity_lines = [entry for entry in of_order if "activity_type" in entry]
+    failed_attempts = [entry for entry in activity_lines if entry["event"] == "Completing activity as failed"]
+    assert activity_lines
+    assert failed_attempts
+    for entry in [*workflow_lines, *activity_lines]:
+        assert (entry["request_id"], entry["workflow_id"]) == (request, workflow_id), entry
+    # Replaying writes no workflow line again.
+    replayed = json_lines(tmp_path / "replaying-worker.jsonl")
+    assert [entry for entry in replayed if entry.get("workflow_id") == workflow_id] == []
