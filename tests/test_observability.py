@@ -8,10 +8,12 @@ where its stdout and its metrics endpoint are what is checked) and the API over 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import logging
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity, workflow
@@ -28,6 +31,7 @@ from temporalio.common import HeaderCodecBehavior
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from logging_config import configure_logging
 from models.names import HEADER_REQUEST_ID, QUERY_STATUS, order_workflow_id
 from models.order import OrderState, OrderStatus
 from observability import request_id
@@ -117,6 +121,48 @@ async def test_the_api_counts_requests_by_route_template_and_reports_orders_and_
     oldest = datetime.fromtimestamp(value(after, "oms_oldest_open_shortage_timestamp_seconds"), UTC)
     assert datetime.now(UTC) - timedelta(minutes=1) < oldest <= datetime.now(UTC)
     assert value(after, "process_resident_memory_bytes") > 0
+
+
+# Request log lines.
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[io.StringIO]:
+    """Every log line of this process from INFO up, as the configured handler renders it (JSON)."""
+    root = logging.getLogger()
+    level = root.level
+    lines = io.StringIO()
+    configure_logging("INFO", json=True, stream=lines)
+    yield lines
+    for handler in [handler for handler in root.handlers if getattr(handler, "stream", None) is lines]:
+        root.removeHandler(handler)
+    root.setLevel(level)
+    structlog.reset_defaults()
+
+
+async def test_api_lines_carry_the_request_id_and_the_order_the_request_is_about(
+    captured_logs: io.StringIO, stack: Stack
+) -> None:
+    sku = new_sku("REQ")
+    await stack.count_stock(sku, 5)
+    body = order_body([line(sku, 1, "5.00")])
+    placed = await stack.api.post("/orders", json=body, headers={"X-Request-ID": "obs-place-1"})
+    order_id = str(placed.json()["order_id"])
+    # Purchasing may not read orders: the guard's warning is a line written while serving that request.
+    denied = await stack.purchasing.get(f"/orders/{order_id}", headers={"X-Request-ID": "obs-read-2"})
+    assert (placed.status_code, denied.status_code) == (202, 403)
+
+    lines = [json.loads(text) for text in captured_logs.getvalue().splitlines()]
+    [accepted] = [entry for entry in lines if entry["event"] == "order accepted"]
+    [refused] = [
+        entry for entry in lines if entry["event"] == "access_denied" and entry.get("request_id") == "obs-read-2"
+    ]
+    for entry, request in ((accepted, "obs-place-1"), (refused, "obs-read-2")):
+        assert (entry["request_id"], entry["order_id"], entry["workflow_id"]) == (
+            request,
+            order_id,
+            order_workflow_id(order_id),
+        )
 
 
 # The request id, carried by Temporal headers.
