@@ -22,6 +22,7 @@ an interceptor reads, and `request_id.from_headers` takes anything unreadable fo
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 import structlog
@@ -109,7 +110,7 @@ class _ActivityInbound(ActivityInboundInterceptor):
         return await self.next.execute_activity(input)
 
 
-def _bound_from(headers: Mapping[str, Payload]) -> Any:
+def _bound_from(headers: Mapping[str, Payload]) -> AbstractContextManager[object]:
     return request_id.bound(request_id.from_headers(headers, workflow.payload_converter()))
 
 
