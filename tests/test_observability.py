@@ -11,6 +11,9 @@ import asyncio
 import io
 import json
 import logging
+import os
+import socket
+import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -37,6 +40,8 @@ from models.order import OrderState, OrderStatus
 from observability import request_id
 from observability.interceptors import WorkerContextInterceptor
 from security.codec import ENCODING
+from settings import Settings
+from tests.conftest import TEST_KEYRING
 from tests.servers import free_port
 from tests.stack import NotYet, Stack, eventually, running_stack
 from tests.test_crash_recovery import worker_environment
@@ -338,3 +343,29 @@ async def test_a_request_id_reaches_the_worker_log_lines_of_its_order_and_the_wo
     # Replaying writes no workflow line again.
     replayed = json_lines(tmp_path / "replaying-worker.jsonl")
     assert [entry for entry in replayed if entry.get("workflow_id") == workflow_id] == []
+
+
+def test_the_worker_metrics_address_is_host_and_port_or_nothing() -> None:
+    assert Settings(worker_metrics_address=" 0.0.0.0:9464 ").worker_metrics_address == "0.0.0.0:9464"
+    assert Settings(worker_metrics_address="0").worker_metrics_address == ""
+    assert Settings(worker_metrics_address="").worker_metrics_address == ""
+    for wrong in ("9464", "localhost", "localhost:http", "127.0.0.1:70000"):
+        with pytest.raises(ValueError, match="must be host:port"):
+            Settings(worker_metrics_address=wrong)
+
+
+def test_a_worker_whose_metrics_port_is_taken_says_so_in_one_line_and_exits() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        env = {name: value for name, value in os.environ.items() if not name.startswith("OMS_")}
+        env |= {"OMS_ENCRYPTION_KEYS": TEST_KEYRING.to_json(), "OMS_WORKER_METRICS_ADDRESS": address}
+        result = subprocess.run(
+            [sys.executable, "worker.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+
+    assert result.returncode == 1
+    assert f"cannot serve metrics at {address}" in result.stdout
+    assert "Address already in use" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
