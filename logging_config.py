@@ -2,9 +2,13 @@
 
 structlog and the standard library share one chain of processors, so a line from
 our code, from the Temporal SDK or from uvicorn carries the same keys: an ISO UTC
-timestamp, the level, the logger name, and whatever order_id/workflow_id the code
-bound with ``structlog.contextvars.bind_contextvars``. Lines are JSON when stdout
-is not a terminal (containers, CI, log shippers) and coloured text on a terminal.
+timestamp, the level, the logger name, and whatever order_id/workflow_id/request_id
+the code bound with ``structlog.contextvars.bind_contextvars``. Lines are JSON when
+stdout is not a terminal (containers, CI, log shippers) and coloured text on a terminal.
+
+Lines from ``workflow.logger`` and ``activity.logger`` carry Temporal's details as
+fields too (workflow_id, run_id, activity_type, attempt, ...), and the order_id an
+order workflow's id names, so every line about an order can be found by its order_id.
 
 Customer data never reaches a log line: just before rendering, every event (its
 message, fields, nested dicts, models and exception text) goes through
@@ -23,6 +27,9 @@ from typing import Any, TextIO
 import structlog
 from pydantic import BaseModel
 from structlog.typing import EventDict, Processor
+from temporalio import activity, workflow
+
+from models.names import order_id_of
 
 # Marks the root handler this module installs, so a second call replaces it
 # rather than printing every line twice.
@@ -36,6 +43,26 @@ _ADOPTED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "temporalio")
 def _drop_color_message(_logger: object, _method: str, event_dict: EventDict) -> EventDict:
     # uvicorn passes a terminal-coloured copy of each message as an extra field.
     event_dict.pop("color_message", None)
+    return event_dict
+
+
+# The dicts Temporal's workflow and activity loggers attach to each record.
+_TEMPORAL_DETAILS = ("temporal_workflow", "temporal_activity")
+
+
+def add_temporal_context(_logger: object, _method: str, event_dict: EventDict) -> EventDict:
+    """Lift Temporal's details out of the dicts its loggers attach, and name the order an order workflow's id names.
+
+    Fields the code bound or passed itself win over Temporal's.
+    """
+    for key in _TEMPORAL_DETAILS:
+        details = event_dict.pop(key, None)
+        if isinstance(details, Mapping):
+            for name, value in details.items():
+                event_dict.setdefault(name, value)
+    workflow_id = event_dict.get("workflow_id")
+    if "order_id" not in event_dict and isinstance(workflow_id, str) and (order_id := order_id_of(workflow_id)):
+        event_dict["order_id"] = order_id
     return event_dict
 
 
@@ -117,6 +144,7 @@ def _shared_processors() -> list[Processor]:
         structlog.stdlib.add_logger_name,
         structlog.stdlib.add_log_level,
         structlog.stdlib.ExtraAdder(),
+        add_temporal_context,
         _drop_color_message,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
@@ -174,3 +202,7 @@ def configure_logging(level: str = "INFO", json: bool | None = None, stream: Tex
         adopted = logging.getLogger(name)
         adopted.handlers.clear()
         adopted.propagate = True
+
+    # Temporal's loggers would also append their details to the message text; here they are fields.
+    workflow.logger.workflow_info_on_message = False
+    activity.logger.activity_info_on_message = False

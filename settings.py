@@ -7,7 +7,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models import names
@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     # How long the API waits for an order workflow to answer a query or an update.
     api_workflow_timeout_seconds: float = 10.0
 
+    # The worker's Temporal SDK metrics, served for Prometheus at http://<address>/metrics; empty or 0 serves none.
+    # The API serves its own at GET /metrics on its port.
+    worker_metrics_address: str = "127.0.0.1:9464"
+
     @model_validator(mode="before")
     @classmethod
     def _split_lists(cls, data: dict[str, object]) -> dict[str, object]:
@@ -107,6 +111,17 @@ class Settings(BaseSettings):
             if isinstance(value, str):
                 data[name] = [item.strip() for item in value.split(",") if item.strip()]
         return data
+
+    @field_validator("worker_metrics_address")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        value = value.strip()
+        if value in ("", "0"):
+            return ""
+        host, colon, port = value.rpartition(":")
+        if not (colon and host and port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError("must be host:port, e.g. 0.0.0.0:9464, or empty or 0 to serve no metrics")
+        return value
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

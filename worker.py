@@ -1,7 +1,8 @@
 """The Temporal worker: runs the order and replenishment workflows and every activity, and
 beside them the dispatcher of order events to webhook subscribers.
 
-`python worker.py` runs it until SIGINT or SIGTERM, then drains in-flight tasks.
+`python worker.py` runs it until SIGINT or SIGTERM, then drains in-flight tasks. It serves the
+Temporal SDK's metrics for Prometheus at OMS_WORKER_METRICS_ADDRESS.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import httpx
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
 from activities.carrier import CarrierActivities
@@ -30,9 +32,10 @@ from activities.purchasing import PurchasingActivities
 from activities.review import ReviewActivities
 from db.engine import create_engine, create_sessionmaker
 from logging_config import configure_logging
+from observability.interceptors import WorkerContextInterceptor
 from security.keyring import Keyring, KeyringError, load_keyring
 from settings import Settings, get_settings
-from temporal_client import connect
+from temporal_client import connect, metrics_runtime
 from webhook_dispatcher import WebhookDispatcher
 from workflows.order import OrderWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
@@ -49,7 +52,10 @@ def build_worker(
     *,
     keyring: Keyring,
 ) -> Worker:
-    """The worker on `client`, whose data converter must encrypt with `keyring` too (temporal_client.connect)."""
+    """The worker on `client`, whose data converter must encrypt with `keyring` too (temporal_client.connect).
+
+    Its interceptor gives workflow and activity log lines their order and the request id they were started for.
+    """
     inventory = InventoryActivities(sessionmaker, settings.warehouse_priority)
     records = OrderRecordActivities(sessionmaker, keyring)
     review = ReviewActivities(sessionmaker, settings)
@@ -85,6 +91,7 @@ def build_worker(
             purchasing.resolve_shortages,
             purchasing.notify_purchasing,
         ],
+        interceptors=[WorkerContextInterceptor()],
     )
 
 
@@ -104,8 +111,8 @@ async def running_worker(
         yield worker
 
 
-async def run(settings: Settings, keyring: Keyring) -> None:
-    client = await connect(settings, keyring)
+async def run(settings: Settings, keyring: Keyring, runtime: Runtime | None = None) -> None:
+    client = await connect(settings, keyring, runtime=runtime)
     engine = create_engine(settings.database_url, settings.db_pool_size)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -116,7 +123,11 @@ async def run(settings: Settings, keyring: Keyring) -> None:
         create_http_client(settings) as http,
         running_worker(client, settings, sessionmaker, http, keyring=keyring),
     ):
-        log.info("worker started", task_queue=settings.task_queue)
+        log.info(
+            "worker started",
+            task_queue=settings.task_queue,
+            metrics=f"http://{settings.worker_metrics_address}/metrics" if settings.worker_metrics_address else None,
+        )
         await stop.wait()
         log.info("worker stopping")
     await engine.dispose()
@@ -142,8 +153,14 @@ def main() -> None:
         # Told in one line: a missing or broken key file is the operator's to fix, not a crash.
         log.error(str(error))
         sys.exit(1)
+    try:
+        runtime = metrics_runtime(settings.worker_metrics_address)
+    except ValueError as error:
+        # A port in use is told in one line too: another worker on this machine, most likely.
+        log.error(f"cannot serve metrics at {settings.worker_metrics_address}: {error}")
+        sys.exit(1)
     compile_workflow_modules()
-    asyncio.run(run(settings, keyring))
+    asyncio.run(run(settings, keyring, runtime))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ import temporal_client
 from api.body_limit import BodySizeLimit
 from api.errors import error_responses, install_error_handlers
 from api.guard import Guard
-from api.routes import audit, codec, health, inventory, keys, orders, purchasing, subscriptions, webhooks
+from api.metrics import ApiMetrics, RequestMetrics
+from api.routes import audit, codec, health, inventory, keys, metrics, orders, purchasing, subscriptions, webhooks
 from db.engine import create_engine, create_sessionmaker
 from security.api_keys import InvalidKey, ensure_admin_key
 from security.keyring import Keyring, load_keyring
@@ -76,6 +77,9 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(Guard, blocker=blocker)
     app.add_middleware(codec.CodecCORS, origins=settings.codec_cors_origins)
+    # Outermost of all, so every answer is counted, the guard's refusals included.
+    app.state.metrics = ApiMetrics()
+    app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     install_error_handlers(app)
     for router in (
         orders.router,
@@ -87,6 +91,7 @@ def create_app(
         audit.router,
         codec.router,
         health.router,
+        metrics.router,
     ):
         app.include_router(router)
     return app

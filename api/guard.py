@@ -3,7 +3,9 @@
 Every HTTP request passes the guard before FastAPI reads its body:
 
 1. It gets a request id, the caller's `X-Request-ID` when well-formed or a new one, echoed in
-   the response and bound to every log line written while it is served.
+   the response and bound to every log line written while it is served (with the order_id and
+   workflow_id of a path that names an order); Temporal calls made meanwhile carry it on to the
+   workflow (observability.request_id).
 2. A source address blocked after repeated failed authentications is answered 429 with
    Retry-After, whatever key it sends (health probes excepted).
 3. A request for any path but the public ones (api.auth.PUBLIC_PATHS) is authenticated here,
@@ -21,7 +23,6 @@ Blocks are counted per API process (security.limits).
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,27 +30,27 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
-from fastapi.routing import iter_route_contexts
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import cookie_parser
-from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import PROBE_PATHS, PUBLIC_PATHS
 from api.errors import Unauthenticated, error_response
+from api.route_templates import RouteTemplates
 from api.routes.codec import PREFIX as CODEC_PREFIX
 from api.routes.codec import SESSION_COOKIE as CODEC_SESSION_COOKIE
 from db.audit import append_entry
 from db.engine import statement_by_statement
 from models.audit import AuditEntry, AuditOutcome
+from models.names import order_workflow_id
+from observability import request_id
 from security.api_keys import InvalidKey, Principal, authenticate, split_key
 from security.limits import SourceBlocker, retry_after
 
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 REFUSED_FOR_WHO = frozenset({401, 403, 429})
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _TARGET_STATE = "audit_target"
 
 log = structlog.get_logger("oms.security")
@@ -75,30 +76,13 @@ class _Exchange:
     status: int | None = None
 
 
-class _RouteNames:
-    """Route templates by path, so a request refused at the door is named like one that got through."""
-
-    def __init__(self) -> None:
-        self._table: list[tuple[str, re.Pattern[str]]] | None = None
-
-    def resolve(self, app: FastAPI, path: str) -> tuple[str | None, dict[str, str]]:
-        if self._table is None:
-            templates = {context.path for context in iter_route_contexts(app.routes) if context.path}
-            self._table = [(template, compile_path(template)[0]) for template in sorted(templates)]
-        for template, pattern in self._table:
-            match = pattern.match(path)
-            if match:
-                return template, match.groupdict()
-        return None, {}
-
-
 class Guard:
     """ASGI middleware; see the module docstring. `blocker` counts failed authentications per source."""
 
     def __init__(self, app: ASGIApp, blocker: SourceBlocker) -> None:
         self.app = app
         self._blocker = blocker
-        self._routes = _RouteNames()
+        self._routes = RouteTemplates()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -120,7 +104,8 @@ class Guard:
                 await self._settle(scope, exchange)
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=exchange.request_id):
+        _, ids = self._routes.resolve(scope["app"], exchange.path)
+        with structlog.contextvars.bound_contextvars(request_id=exchange.request_id, **_order_context(ids)):
             try:
                 await self._admit(scope, receive, answer, headers, exchange)
             except Exception:
@@ -243,8 +228,13 @@ def _credentials(headers: Headers, path: str) -> str | None:
     return authorization
 
 
+def _order_context(ids: dict[str, str]) -> dict[str, str]:
+    order_id = ids.get("order_id")
+    return {"order_id": order_id, "workflow_id": order_workflow_id(order_id)} if order_id else {}
+
+
 def _request_id(offered: str | None) -> str:
-    return offered if offered is not None and _REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+    return offered if offered is not None and request_id.well_formed(offered) else uuid.uuid4().hex
 
 
 def _outcome(exchange: _Exchange) -> AuditOutcome:

@@ -24,6 +24,10 @@ SIGNAL_STOCK_RECEIVED = "stock_received"
 SIGNAL_WITHDRAW = "withdraw"
 QUERY_DEMAND = "demand"
 
+# Temporal header carrying the id of the API request on whose behalf a workflow, signal, update or
+# activity runs (observability/request_id.py).
+HEADER_REQUEST_ID = "oms-request-id"
+
 # Memo of an order workflow: the API client that placed it, readable before the workflow has run.
 MEMO_CLIENT_ID = "client_id"
 
@@ -40,8 +44,18 @@ SEARCH_ATTRIBUTES: dict[str, str] = {
 }
 
 
+ORDER_WORKFLOW_ID_PREFIX = "order-"
+
+
 def order_workflow_id(order_id: str) -> str:
-    return f"order-{order_id}"
+    return f"{ORDER_WORKFLOW_ID_PREFIX}{order_id}"
+
+
+def order_id_of(workflow_id: str) -> str | None:
+    """The order an order workflow id names; None for any other workflow id."""
+    if workflow_id.startswith(ORDER_WORKFLOW_ID_PREFIX):
+        return workflow_id.removeprefix(ORDER_WORKFLOW_ID_PREFIX) or None
+    return None
 
 
 def replenishment_workflow_id(sku: str) -> str:

@@ -18,7 +18,8 @@ Environment (defaults in brackets), so a second stack can run beside the first:
   OMS_STACK_DATA_DIR [data]            SQLite database, Temporal state and the encryption key file
   OMS_STACK_TEMPORAL_PORT [7233]       Temporal frontend (gRPC)
   OMS_STACK_TEMPORAL_UI_PORT [8233]    Temporal web UI
-  OMS_API_PORT [8000]                  the API
+  OMS_API_PORT [8000]                  the API (its metrics at /metrics)
+  OMS_STACK_WORKER_METRICS_PORT [9464] the worker's Temporal SDK metrics, at /metrics
   STANDINS_PORT [8100]                 the stand-in outside systems
   DATABASE_URL                         PostgreSQL instead of SQLite under the data folder
   OMS_BOOTSTRAP_ADMIN_KEY              an admin key of your own instead of the one in the data folder
@@ -86,6 +87,8 @@ class StackConfig:
     standins_port: int
     # Benchmarks compare against a server keeping nothing on disk.
     temporal_in_memory: bool = False
+    # None: the worker serves no metrics, as in the fault drills and benchmarks, which make their config by hand.
+    worker_metrics_port: int | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> StackConfig:
@@ -101,19 +104,27 @@ class StackConfig:
             temporal_ui_port=port("OMS_STACK_TEMPORAL_UI_PORT", 8233),
             api_port=port("OMS_API_PORT", 8000),
             standins_port=port("STANDINS_PORT", 8100),
+            worker_metrics_port=port("OMS_STACK_WORKER_METRICS_PORT", 9464),
         )
 
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
+    @property
+    def worker_metrics_address(self) -> str:
+        return f"127.0.0.1:{self.worker_metrics_port}" if self.worker_metrics_port else ""
+
     def ports(self) -> dict[str, tuple[int, str]]:
-        return {
+        ports = {
             "Temporal server": (self.temporal_port, "OMS_STACK_TEMPORAL_PORT"),
             "Temporal UI": (self.temporal_ui_port, "OMS_STACK_TEMPORAL_UI_PORT"),
             "API": (self.api_port, "OMS_API_PORT"),
             "stand-ins": (self.standins_port, "STANDINS_PORT"),
         }
+        if self.worker_metrics_port:
+            ports["worker metrics"] = (self.worker_metrics_port, "OMS_STACK_WORKER_METRICS_PORT")
+        return ports
 
     @property
     def codec_url(self) -> str:
@@ -147,6 +158,7 @@ class StackConfig:
             DATABASE_URL=database_url,
             OMS_TEMPORAL_ADDRESS=f"127.0.0.1:{self.temporal_port}",
             OMS_API_PORT=str(self.api_port),
+            OMS_WORKER_METRICS_ADDRESS=self.worker_metrics_address,
             STANDINS_PORT=str(self.standins_port),
             STANDINS_WEBHOOK_URL=f"{self.api_url}/webhooks/carrier",
             # The stand-in carrier signs with the secret the API checks, the purchasing inbox
@@ -343,12 +355,16 @@ class LocalStack:
         # A database URL with a password came from the environment, where the command finds it too.
         database = "" if make_url(self.database_url).password else f"DATABASE_URL='{self.database_url}' "
         make_key = f"{database}{sys.executable} -m scripts.api_keys create --name 'demo shop' --role client"
+        address = self.config.worker_metrics_address
+        worker_metrics = f"http://{address}/metrics" if address else "not served"
         return f"""
 Order management is running. Ctrl-C stops everything.
 
   API          {api}   (OpenAPI docs: {api}/docs)
   Temporal UI  http://127.0.0.1:{self.config.temporal_ui_port}   (payloads decoded by {self.config.codec_url})
   Stand-ins    http://127.0.0.1:{self.config.standins_port}
+  Metrics      API {api}/metrics   (Prometheus text; an operator or admin key)
+               worker {worker_metrics}   (Temporal SDK metrics)
   Database     {_without_password(self.database_url)}
   Data keys    {self.key_file or "as configured (OMS_ENCRYPTION_KEYS or OMS_ENCRYPTION_KEY_FILE)"}
   Admin key    {self.admin_key}   (local only; kept in {admin_key_file})

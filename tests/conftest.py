@@ -1,7 +1,8 @@
 """Shared fixtures: a real PostgreSQL database, the time-skipping Temporal server and the real dev server.
 
 Every Temporal client here encrypts its payloads as the service does, under a keyring made
-fresh for the test session (TEST_KEYRING); what the service writes to the database too.
+fresh for the test session (TEST_KEYRING); what the service writes to the database too. Like the
+service's, the clients carry the request id being served on their calls (temporal_client.client_interceptors).
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ from models.tables import Base
 from security.codec import data_converter
 from security.keyring import Keyring
 from settings import Settings
+from temporal_client import client_interceptors
 from tests.keys import Keys, make_keys
 
 BIN = Path(sys.executable).parent
 TEST_KEYRING = Keyring.generate("test-session")
+TEST_CONVERTER = data_converter(TEST_KEYRING)
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +86,8 @@ async def register_search_attributes(client: Client) -> None:
 @pytest.fixture(scope="session")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=data_converter(TEST_KEYRING),
+        data_converter=TEST_CONVERTER,
+        interceptors=client_interceptors(TEST_CONVERTER),
         test_server_existing_path=str(BIN / "temporal-test-server"),
     )
     await register_search_attributes(env.client)
@@ -94,7 +98,8 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture(scope="session")
 async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
-        data_converter=data_converter(TEST_KEYRING),
+        data_converter=TEST_CONVERTER,
+        interceptors=client_interceptors(TEST_CONVERTER),
         dev_server_existing_path=str(BIN / "temporal"),
         search_attributes=[],
         dev_server_extra_args=[

@@ -65,6 +65,8 @@ RULES: dict[tuple[str, str], set[Role]] = {
     ("POST", "/codec/encode"): {OPERATOR},
     ("POST", "/codec/session"): {OPERATOR},
     ("DELETE", "/codec/session"): {OPERATOR},
+    # Prometheus scrapes with an operator key: aggregates, but of the business.
+    ("GET", "/metrics"): {OPERATOR},
 }
 OPEN = {
     ("GET", "/healthz"),

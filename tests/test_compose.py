@@ -218,6 +218,19 @@ def test_published_ports_are_api_8000_temporal_ui_8233_and_standins_8100(
     assert {port for ports in published.values() for port in ports} == {"8000", "8233", "8100"}
 
 
+def test_the_worker_serves_its_metrics_on_a_port_it_exposes_to_the_compose_network(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    worker = services["worker"]
+    address = environment(worker)["OMS_WORKER_METRICS_ADDRESS"]
+    host, port = address.rsplit(":", 1)
+
+    # Beyond loopback, or nothing outside its container could scrape it.
+    assert host == "0.0.0.0"
+    assert [str(exposed) for exposed in worker["expose"]] == [port]
+    assert Settings(worker_metrics_address=address).worker_metrics_address == address
+
+
 def dockerfile_instructions() -> list[tuple[str, str]]:
     text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
     lines = [line.strip() for line in text.splitlines()]

@@ -63,6 +63,8 @@ def worker_environment(stack: Stack) -> dict[str, str]:
         "OMS_TASK_QUEUE": settings.task_queue,
         "OMS_ENCRYPTION_KEYS": settings.encryption_keys or "",
         "OMS_LOG_LEVEL": "WARNING",
+        # No metrics server: its port would be taken by a worker of another test run on this machine.
+        "OMS_WORKER_METRICS_ADDRESS": "",
         **{f"OMS_{system.upper()}_URL": getattr(settings, f"{system}_url") for system in OUTSIDE_SYSTEMS},
     }
 

@@ -119,6 +119,7 @@ def stack_environment(data_dir: Path) -> dict[str, str]:
         OMS_STACK_TEMPORAL_PORT=str(free_port()),
         OMS_STACK_TEMPORAL_UI_PORT=str(free_port()),
         OMS_API_PORT=str(free_port()),
+        OMS_STACK_WORKER_METRICS_PORT=str(free_port()),
         STANDINS_PORT=str(free_port()),
         OMS_LOG_LEVEL="WARNING",
     )
@@ -244,6 +245,13 @@ def test_make_run_serves_the_api_and_temporal_ui_and_ctrl_c_stops_every_child(
     assert httpx.get(f"{api}/orders", headers=bearer(key), timeout=10).status_code == 200
     assert httpx.get(f"{api}/orders", timeout=10).status_code == 401
     assert registered_search_attributes(env) == SEARCH_ATTRIBUTES
+    worker_metrics = f"http://127.0.0.1:{env['OMS_STACK_WORKER_METRICS_PORT']}/metrics"
+    assert f"{api}/metrics" in banner
+    assert worker_metrics in banner
+    api_metrics = httpx.get(f"{api}/metrics", headers=bearer(key), timeout=10)
+    assert api_metrics.status_code == 200
+    assert 'oms_orders{status="delivered"}' in api_metrics.text
+    assert "temporal_" in httpx.get(worker_metrics, timeout=10).text
 
     stack.send_signal(signal.SIGINT)
     assert stack.wait(timeout=STOP_SECONDS) == 0, output.read_text()

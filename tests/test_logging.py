@@ -221,3 +221,35 @@ def test_the_console_renderer_masks_as_well() -> None:
 
     assert "ada@example.com" not in line
     assert "email=[redacted]" in line
+
+
+# Temporal's own loggers.
+
+
+def test_temporal_details_become_fields_and_an_order_workflow_names_its_order() -> None:
+    workflow_line, activity_line, bound_line = as_json(
+        run_logging(
+            """
+            configure_logging(json=True)
+            workflow = {"workflow_id": "order-ord-9", "workflow_type": "OrderWorkflow", "run_id": "r-1", "attempt": 1}
+            logging.getLogger("temporalio.workflow").info("workflow started", extra={"temporal_workflow": workflow})
+            activity = {"workflow_id": "replenish-MUG-001", "activity_type": "notify_purchasing", "attempt": 3}
+            logging.getLogger("temporalio.activity").warning("attempt failed", extra={"temporal_activity": activity})
+            structlog.contextvars.bind_contextvars(order_id="ord-bound")
+            logging.getLogger("temporalio.workflow").info("bound wins", extra={"temporal_workflow": workflow})
+            """
+        )
+    )
+
+    assert workflow_line["event"] == "workflow started"
+    assert (workflow_line["workflow_id"], workflow_line["order_id"]) == ("order-ord-9", "ord-9")
+    assert (workflow_line["workflow_type"], workflow_line["run_id"]) == ("OrderWorkflow", "r-1")
+    assert "temporal_workflow" not in workflow_line
+    assert (activity_line["workflow_id"], activity_line["activity_type"], activity_line["attempt"]) == (
+        "replenish-MUG-001",
+        "notify_purchasing",
+        3,
+    )
+    assert "order_id" not in activity_line
+    assert "temporal_activity" not in activity_line
+    assert bound_line["order_id"] == "ord-bound"
