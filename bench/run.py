@@ -564,13 +564,13 @@ def table(report: dict[str, Any]) -> str:
 
 async def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--orders", type=int, default=300, help="orders in the throughput run (N)")
-    parser.add_argument("--concurrency", type=int, default=50, help="orders in flight while posting (C)")
-    parser.add_argument("--bare", type=int, default=1000, help="bare workflows for the ceiling")
+    parser.add_argument("--orders", type=int, default=150, help="orders in the throughput run (N)")
+    parser.add_argument("--concurrency", type=int, default=20, help="orders in flight while posting (C)")
+    parser.add_argument("--bare", type=int, default=300, help="bare workflows for the ceiling")
     parser.add_argument("--skus", type=int, default=50, help="SKUs the orders spread over")
     parser.add_argument("--hot-orders", type=int, default=1000, help="concurrent orders for the hot SKU")
     parser.add_argument("--hot-stock", type=int, default=100, help="units of the hot SKU")
-    parser.add_argument("--paced-seconds", type=float, default=15.0, help="length of the half-rate run")
+    parser.add_argument("--paced-seconds", type=float, default=10.0, help="length of the half-rate run")
     parser.add_argument("--in-memory", action="store_true", help="repeat the run on an in-memory Temporal server")
     parser.add_argument("--database-url", help="PostgreSQL server for a fresh database (default: the local one)")
     parser.add_argument(

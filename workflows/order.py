@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
     from models.order import (
         BackorderPolicy,
         CancelCommand,
+        Invoice,
         LineState,
         OrderInput,
         OrderState,
@@ -52,16 +53,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.purchasing import ReportShortageInput, Withdrawal
     from models.records import RecordOrderInput, ReviewInput, StatusChangeInput
-    from workflows.options import BEST_EFFORT_STEP, DB_STEP, EXTERNAL_STEP
+    from workflows.options import BEST_EFFORT_STEP, DB_STEP, EXTERNAL_STEP, StepOptions
     from workflows.saga import Saga
 
 
 # Patches of this workflow, for runs started before the change (see tests/test_replay.py).
 RELEASE_HELD_STOCK_ON_CLOSE = "release-held-stock-on-close"
 DECIDE_BEFORE_EFFECTS = "decide-before-effects"
-
-# The timer that records a decision in history before the steps it decided run (see _record_decision).
-DECISION_TIMER = timedelta(milliseconds=1)
 
 
 class ProcessEnded(Exception):
@@ -217,9 +215,9 @@ class OrderWorkflow:
             self._set_status(
                 OrderStatus.ALLOCATING, "allocating stock and preparing shipping", detail=f"round {attempt}"
             )
-            await self._record_decision("Decided: allocate stock and prepare shipping")
             shortages = await self._reserve_lines_and_draft_booking(attempt)
-            self._short_skus |= set(shortages)
+            if self._state.backorder_policy == BackorderPolicy.WAIT:
+                self._short_skus |= set(shortages)
             await self._stop_if_cancelled()
             if not shortages:
                 return
@@ -245,11 +243,11 @@ class OrderWorkflow:
 
     async def _reserve_line(self, line: LineState, attempt: int) -> ReserveLineResult:
         key = LineKey(order_id=self._state.order_id, line_no=line.line_no, attempt=attempt)
-        result: ReserveLineResult = await workflow.execute_local_activity_method(
+        result: ReserveLineResult = await self._step_with_effect(
             InventoryActivities.reserve_line,
             ReserveLineInput(key=key, sku=line.sku, quantity=line.quantity),
-            summary=f"Reserve {line.quantity} x {line.sku} (line {line.line_no})",
-            **DB_STEP,
+            f"Reserve {line.quantity} x {line.sku} (line {line.line_no})",
+            DB_STEP,
         )
         if result.allocations:
             line.allocations = result.allocations
@@ -282,11 +280,11 @@ class OrderWorkflow:
                 CarrierActivities.quote_rate, request, summary="Carrier: quote a rate", **EXTERNAL_STEP
             ),
         )
-        shipment: Shipment = await workflow.execute_local_activity_method(
+        shipment: Shipment = await self._step_with_effect(
             CarrierActivities.draft_booking,
             DraftBookingInput(shipment=request, quote=quote),
-            summary=f"Carrier: draft booking at {quote.rate} {quote.currency}",
-            **EXTERNAL_STEP,
+            f"Carrier: draft booking at {quote.rate} {quote.currency}",
+            EXTERNAL_STEP,
         )
         self._state.shipment = shipment
         self._saga.register("cancel carrier booking", lambda: self._cancel_booking(shipment))
@@ -342,8 +340,7 @@ class OrderWorkflow:
         self._set_status(OrderStatus.FULFILLING, "stock allocated, settling with finance")
         self._notify("confirmed", None)
         try:
-            await self._record_decision("Decided: settle with finance")
-            invoice = await workflow.execute_local_activity_method(
+            invoice: Invoice = await self._step_with_effect(
                 FinanceActivities.create_invoice,
                 InvoiceInput(
                     order_id=self._state.order_id,
@@ -352,8 +349,8 @@ class OrderWorkflow:
                     currency=self._state.currency,
                     shipping=self._shipment.rate,
                 ),
-                summary="Settle with finance: invoice with tax",
-                **EXTERNAL_STEP,
+                "Settle with finance: invoice with tax",
+                EXTERNAL_STEP,
             )
             self._state.invoice = invoice
             self._saga.register("void invoice", self._void_invoice)
@@ -362,23 +359,22 @@ class OrderWorkflow:
             if self._decides_before_effects:
                 # Handing the goods to the carrier starts here: cancelling is refused from now on.
                 self._past_point_of_no_return = True
-                await self._record_decision("Decided: hand the goods to the carrier")
-            confirmed = await workflow.execute_local_activity_method(
+            confirmed = await self._step_with_effect(
                 CarrierActivities.confirm_booking,
                 BookingRef(order_id=self._state.order_id, booking_id=self._shipment.booking_id),
-                summary="Book with the carrier: tracking number",
-                **EXTERNAL_STEP,
+                "Book with the carrier: tracking number",
+                EXTERNAL_STEP,
             )
             self._shipment.tracking_number = confirmed.tracking_number
             self._shipment.status = "confirmed"
             await self._stop_if_cancelled()
             # From here on the goods leave: cancelling is refused and nothing is undone.
             self._past_point_of_no_return = True
-            await workflow.execute_local_activity_method(
+            await self._step_with_effect(
                 InventoryActivities.commit_order,
                 CommitOrderInput(order_id=self._state.order_id),
-                summary="Commit reservations: stock leaves the warehouse",
-                **DB_STEP,
+                "Commit reservations: stock leaves the warehouse",
+                DB_STEP,
             )
         except FailureError as error:
             await self._fail(error)
@@ -554,18 +550,19 @@ class OrderWorkflow:
         await workflow.wait_condition(lambda: self._state.status != OrderStatus.PENDING_REVIEW)
         return self._state
 
-    async def _record_decision(self, summary: str) -> None:
-        """Complete the workflow task, so that history holds the decision to run the steps that follow.
+    async def _step_with_effect(self, activity: Any, arg: Any, summary: str, options: StepOptions) -> Any:
+        """Run a step whose effect compensation may have to undo, as an activity of its own.
 
         A local activity runs inside the workflow task that decided on it and is written to history
         only when that task completes. If the task is lost (its worker killed, the server restarted,
         the task timed out), the step's effect stays in the outside system, and the task that replaces
-        it may see a cancellation that arrived meanwhile and take another path that never undoes it.
-        After this timer a re-run starts here and runs the same steps again (each is idempotent), so
-        it knows of every effect before it next looks at cancellation.
+        it may see a cancellation that arrived meanwhile and take a path that never undoes it. An
+        activity runs only once the task that scheduled it is recorded, so every effect is in history
+        before the order next looks at cancellation. Steps with nothing to undo stay local.
         """
         if self._decides_before_effects:
-            await workflow.sleep(DECISION_TIMER, summary=summary)
+            return await workflow.execute_activity_method(activity, arg, summary=summary, **options)
+        return await workflow.execute_local_activity_method(activity, arg, summary=summary, **options)
 
     @property
     def _decides_before_effects(self) -> bool:
