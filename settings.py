@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     # The worker's Temporal SDK metrics, served for Prometheus at http://<address>/metrics; empty or 0 serves none.
     # The API serves its own at GET /metrics on its port.
     worker_metrics_address: str = "127.0.0.1:9464"
+    # Orders the worker keeps in memory between their workflow tasks (each about 0.3 MB); one evicted
+    # is replayed from its history when it next has work, which costs CPU but never correctness.
+    worker_max_cached_workflows: int = Field(default=1000, ge=0)
 
     @model_validator(mode="before")
     @classmethod

@@ -92,6 +92,7 @@ def build_worker(
             purchasing.notify_purchasing,
         ],
         interceptors=[WorkerContextInterceptor()],
+        max_cached_workflows=settings.worker_max_cached_workflows,
     )
 
 

@@ -1,6 +1,6 @@
 """The ceiling: a workflow that runs one activity and returns, on a worker set up like the order worker.
 
-`python -m bench.bare` runs that worker (sandboxed workflows, the project's data converter)
+`python -m bench.bare` runs that worker (sandboxed workflows, the project's data converter and interceptors)
 on OMS_TASK_QUEUE until SIGINT or SIGTERM.
 """
 
@@ -12,6 +12,7 @@ import signal
 from temporalio.worker import Worker
 
 from bench.bare_workflow import BareWorkflow, bare_step
+from observability.interceptors import WorkerContextInterceptor
 from settings import get_settings
 from temporal_client import connect
 
@@ -23,7 +24,14 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with Worker(client, task_queue=settings.task_queue, workflows=[BareWorkflow], activities=[bare_step]):
+    async with Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=[BareWorkflow],
+        activities=[bare_step],
+        interceptors=[WorkerContextInterceptor()],
+        max_cached_workflows=settings.worker_max_cached_workflows,
+    ):
         await stop.wait()
 
 
