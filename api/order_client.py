@@ -158,10 +158,18 @@ class OrderClient:
                 static_summary=order_summary(order_id, request),
                 search_attributes=initial_search_attributes(request),
                 memo={MEMO_CLIENT_ID: client_id} if client_id is not None else None,
+                rpc_timeout=self._timeout,
             )
         except WorkflowAlreadyStartedError:
             current = await self.state(order_id, client_id=client_id)
             return OrderAccepted(order_id=order_id, status=current.status, workflow_id=workflow_id)
+        except RPCError as error:
+            # Temporal busy or away: the order may have started or not; the same Idempotency-Key finds out.
+            raise OrderUnavailable(
+                f"order {order_id} was not confirmed by Temporal in time ({error.message}); "
+                "send it again with the same Idempotency-Key",
+                retry_after=RETRY_AFTER,
+            ) from error
         status = OrderStatus.RECEIVED
         if repeated and (record := await self._record(order_id)) is not None:
             status = record.status

@@ -549,3 +549,29 @@ async def test_not_ready_when_temporal_cannot_be_reached(
 
     assert response.status_code == 503
     assert response.json() == {"status": "unavailable", "checks": {"database": "ok", "temporal": "unavailable"}}
+
+
+async def test_an_order_temporal_does_not_confirm_in_time_is_a_503_and_the_same_key_later_finds_one_order(
+    database_url: str, task_queue: str, sessionmaker: Sessions, temporal: Client, keys: Keys
+) -> None:
+    body, key = order_body(), {"Idempotency-Key": f"busy-temporal-{uuid.uuid4().hex}"}
+    impatient = api_settings(database_url, task_queue).model_copy(update={"api_workflow_timeout_seconds": 0.001})
+    answers = []
+    for settings in (impatient, api_settings(database_url, task_queue)):
+        app = create_app(settings, client=temporal, sessionmaker=sessionmaker)
+        async with (
+            running_server(app) as base_url,
+            httpx.AsyncClient(base_url=base_url, headers=bearer(keys.client)) as http,
+        ):
+            answers.append(await http.post("/orders", json=body, headers=key))
+    busy, again = answers
+
+    assert busy.status_code == 503, busy.text
+    assert busy.headers["retry-after"] == "5"
+    assert "same Idempotency-Key" in busy.json()["detail"]
+    assert again.status_code == 202, again.text
+    order_id = again.json()["order_id"]
+    assert order_id in busy.json()["detail"]
+    async with sessionmaker() as session:
+        claims = await session.scalar(select(func.count()).where(IdempotencyKeyRow.key == key["Idempotency-Key"]))
+    assert claims == 1
