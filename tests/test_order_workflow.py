@@ -51,8 +51,8 @@ def order_request(policy: BackorderPolicy = BackorderPolicy.WAIT, **quantities: 
     )
 
 
-# Steps run as local activities inside one workflow task, which heartbeats at 80% of its timeout:
-# that is when messages sent meanwhile, like a cancellation, reach a busy order.
+# Local steps run inside a workflow task, which heartbeats at 80% of its timeout: messages sent to an
+# order busy with them, like a cancellation, reach it then, or when one of its activities completes.
 SHORT_TASK = timedelta(seconds=1)
 
 
