@@ -7,13 +7,18 @@ service's, the clients carry the request id being served on their calls (tempora
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.api.enums.v1 import IndexedValueType
@@ -23,6 +28,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
+from logging_config import configure_logging
 from models.names import SEARCH_ATTRIBUTES
 from models.tables import Base
 from security.codec import data_converter
@@ -30,6 +36,9 @@ from security.keyring import Keyring
 from settings import Settings
 from temporal_client import client_interceptors
 from tests.keys import Keys, make_keys
+
+if TYPE_CHECKING:
+    from tests.stack import Stack
 
 BIN = Path(sys.executable).parent
 TEST_KEYRING = Keyring.generate("test-session")
@@ -114,3 +123,34 @@ async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture
 def task_queue() -> str:
     return f"test-{uuid.uuid4()}"
+
+
+@pytest.fixture
+async def stack(
+    dev_server_env: WorkflowEnvironment,
+    database_url: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    task_queue: str,
+) -> AsyncIterator[Stack]:
+    """The whole service in this process on the dev server: API, worker and stand-ins (tests/stack.py)."""
+    # Imported here: tests.stack itself imports this module.
+    from tests.stack import running_stack
+
+    async with running_stack(dev_server_env.client, database_url, sessionmaker, task_queue) as running:
+        yield running
+
+
+@contextmanager
+def capturing_logs(level: str) -> Iterator[io.StringIO]:
+    """Every log line of this process from `level` up, as the configured handler renders it (JSON)."""
+    root = logging.getLogger()
+    previous = root.level
+    lines = io.StringIO()
+    configure_logging(level, json=True, stream=lines)
+    try:
+        yield lines
+    finally:
+        for handler in [handler for handler in root.handlers if getattr(handler, "stream", None) is lines]:
+            root.removeHandler(handler)
+        root.setLevel(previous)
+        structlog.reset_defaults()

@@ -32,7 +32,7 @@ from security.api_keys import Role, authenticate, new_key, split_key
 from settings import Settings
 from tests.keys import CLIENT_ID, OTHER_CLIENT_ID, Keys, bearer
 from tests.servers import running_server
-from tests.stack import Stack, running_stack
+from tests.stack import Stack
 from tests.test_api import api_settings, order_body, rows
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -196,14 +196,6 @@ def tenant_order(sku: str, customer_id: str, name: str) -> dict[str, Any]:
     body["customer"] = {**body["customer"], "id": customer_id, "name": name}
     body["shipping_address"] = {**body["shipping_address"], "name": name}
     return body
-
-
-@pytest.fixture
-async def stack(
-    dev_server_env: WorkflowEnvironment, database_url: str, sessionmaker: Sessions, task_queue: str
-) -> AsyncIterator[Stack]:
-    async with running_stack(dev_server_env.client, database_url, sessionmaker, task_queue) as stack:
-        yield stack
 
 
 async def test_a_client_neither_reads_lists_nor_cancels_another_clients_orders(stack: Stack) -> None:

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
-import pytest
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from sqlalchemy import select
@@ -36,14 +35,6 @@ from workflows.order import OrderWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
 
 Sessions = async_sessionmaker[AsyncSession]
-
-
-@pytest.fixture
-async def stack(
-    dev_server_env: WorkflowEnvironment, database_url: str, sessionmaker: Sessions, task_queue: str
-) -> AsyncIterator[Stack]:
-    async with running_stack(dev_server_env.client, database_url, sessionmaker, task_queue) as stack:
-        yield stack
 
 
 def payloads_in(message: Message, path: str = "") -> Iterator[tuple[str, Payload]]:

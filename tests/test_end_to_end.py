@@ -12,18 +12,16 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.testing import WorkflowEnvironment
 
 from models.names import SA_CUSTOMER_ID, SA_ORDER_STATUS, SA_ORDER_TOTAL, SA_SKUS, order_workflow_id
 from models.tables import StockRow
-from tests.stack import NotYet, Stack, eventually, running_stack, statuses_of
+from tests.stack import NotYet, Stack, eventually, statuses_of
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -31,14 +29,6 @@ CENT = Decimal("0.01")
 TAX_RATE = Decimal("0.20")  # the finance stand-in's default
 # Long enough for exponential retries against a provider that fails every other call.
 FAULTY_DEADLINE = 240.0
-
-
-@pytest.fixture
-async def stack(
-    dev_server_env: WorkflowEnvironment, database_url: str, sessionmaker: Sessions, task_queue: str
-) -> AsyncIterator[Stack]:
-    async with running_stack(dev_server_env.client, database_url, sessionmaker, task_queue) as stack:
-        yield stack
 
 
 def new_sku(prefix: str) -> str:

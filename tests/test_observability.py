@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import logging
 import os
 import socket
 import subprocess
@@ -24,7 +23,6 @@ from typing import Any
 
 import httpx
 import pytest
-import structlog
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity, workflow
@@ -34,14 +32,13 @@ from temporalio.common import HeaderCodecBehavior
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from logging_config import configure_logging
 from models.names import HEADER_REQUEST_ID, QUERY_STATUS, order_workflow_id
 from models.order import OrderState, OrderStatus
 from observability import request_id
 from observability.interceptors import WorkerContextInterceptor
 from security.codec import ENCODING
 from settings import Settings
-from tests.conftest import TEST_KEYRING
+from tests.conftest import TEST_KEYRING, capturing_logs
 from tests.servers import free_port
 from tests.stack import NotYet, Stack, eventually, running_stack
 from tests.test_crash_recovery import worker_environment
@@ -66,14 +63,6 @@ def value(scraped: Samples, name: str, **labels: str) -> float:
 
 
 # The API's metrics.
-
-
-@pytest.fixture
-async def stack(
-    dev_server_env: WorkflowEnvironment, database_url: str, sessionmaker: Sessions, task_queue: str
-) -> AsyncIterator[Stack]:
-    async with running_stack(dev_server_env.client, database_url, sessionmaker, task_queue) as stack:
-        yield stack
 
 
 async def scrape_api(stack: Stack) -> tuple[str, Samples]:
@@ -133,16 +122,8 @@ async def test_the_api_counts_requests_by_route_template_and_reports_orders_and_
 
 @pytest.fixture
 def captured_logs() -> Iterator[io.StringIO]:
-    """Every log line of this process from INFO up, as the configured handler renders it (JSON)."""
-    root = logging.getLogger()
-    level = root.level
-    lines = io.StringIO()
-    configure_logging("INFO", json=True, stream=lines)
-    yield lines
-    for handler in [handler for handler in root.handlers if getattr(handler, "stream", None) is lines]:
-        root.removeHandler(handler)
-    root.setLevel(level)
-    structlog.reset_defaults()
+    with capturing_logs("INFO") as lines:
+        yield lines
 
 
 async def test_api_lines_carry_the_request_id_and_the_order_the_request_is_about(

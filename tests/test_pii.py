@@ -8,27 +8,23 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-import structlog
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.testing import WorkflowEnvironment
 
 from db import orders, personal
-from logging_config import configure_logging
 from models.order import Address, Customer, OrderLine, OrderRequest, OrderState, OrderStatus, TimelineEvent
 from models.records import StatusChangeInput
 from models.tables import Base, OrderRow
 from security.keyring import DecryptionFailed
-from tests.conftest import TEST_KEYRING
+from tests.conftest import TEST_KEYRING, capturing_logs
 from tests.personal import order_body, personal_details
-from tests.stack import Stack, running_stack
+from tests.stack import Stack
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -39,14 +35,6 @@ def found(details: dict[str, str], haystack: str) -> list[str]:
 
 def new_sku() -> str:
     return f"PII-{uuid.uuid4().hex[:8].upper()}"
-
-
-@pytest.fixture
-async def stack(
-    dev_server_env: WorkflowEnvironment, database_url: str, sessionmaker: Sessions, task_queue: str
-) -> AsyncIterator[Stack]:
-    async with running_stack(dev_server_env.client, database_url, sessionmaker, task_queue) as stack:
-        yield stack
 
 
 # The database
@@ -149,16 +137,8 @@ async def test_personal_data_copied_onto_another_order_is_refused(sessionmaker: 
 
 @pytest.fixture
 def captured_logs() -> Iterator[io.StringIO]:
-    """Every log line of this process, as the configured handler renders it (JSON), at every level."""
-    root = logging.getLogger()
-    level = root.level
-    lines = io.StringIO()
-    configure_logging("DEBUG", json=True, stream=lines)
-    yield lines
-    for handler in [handler for handler in root.handlers if getattr(handler, "stream", None) is lines]:
-        root.removeHandler(handler)
-    root.setLevel(level)
-    structlog.reset_defaults()
+    with capturing_logs("DEBUG") as lines:
+        yield lines
 
 
 async def test_a_full_run_through_the_stack_logs_no_personal_data(captured_logs: io.StringIO, stack: Stack) -> None:
