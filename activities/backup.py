@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from backup.manifest import BackupError
 from backup.store import create
@@ -35,8 +36,9 @@ class BackupActivities:
                     break
             created = copying.result()
         except BackupError as error:
-            # A configuration fault or a damaged store: retried by the policy, then shown as the run's failure.
-            raise RuntimeError(f"{BACKUP_FAILED}: {error}") from None
+            # A configuration fault or a store that does not answer: retried by the policy (it may pass), then
+            # the run's failure in the UI, under this type, with the one line the command line would print.
+            raise ApplicationError(str(error), type=BACKUP_FAILED) from None
         finally:
             if not copying.done():
                 # Cancelled: the copy in its thread cannot be interrupted; let it finish so no half folder stays.

@@ -115,9 +115,16 @@ def create(settings: Settings, *, upload: bool = True, progress: Progress = _qui
     root.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     created_at = datetime.now(UTC)
-    name = backup_name(created_at, {path.name for path in root.iterdir()})
-    work = root / f".{name}.partial"
-    work.mkdir()
+    # A second backup in the same second (a scheduled one and one by hand) takes the next number.
+    taken = {path.name.removeprefix(".").removesuffix(".partial") for path in root.iterdir()}
+    while True:
+        name = backup_name(created_at, taken)
+        work = root / f".{name}.partial"
+        try:
+            work.mkdir()
+            break
+        except FileExistsError:
+            taken.add(name)
     versions = {"app": app_version(), "python": platform.python_version(), "sqlite": sqlite3.sqlite_version}
     parts: list[Part] = []
     revision: str | None = None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -24,8 +25,10 @@ import psycopg
 import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
-from temporalio.client import Client, ScheduleListDescription, WorkflowExecution
-from temporalio.testing import WorkflowEnvironment
+from temporalio.client import Client, ScheduleDescription, ScheduleListDescription, WorkflowExecution
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.backup import BackupActivities
@@ -35,11 +38,11 @@ from backup.postgres import tools_for
 from backup.schedule import ensure_backup_schedule
 from backup.store import create, list_backups, restore, verify
 from db.migrate import upgrade
-from models.backup import BackupTaken
+from models.backup import BackupRequest, BackupTaken
 from models.names import SEARCH_ATTRIBUTES
 from settings import Settings
 from temporal_client import client_interceptors
-from tests.conftest import BIN, TEST_CONVERTER
+from tests.conftest import BIN, TEST_CONVERTER, TEST_KEYRING
 from workflows.backup import BackupWorkflow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -484,3 +487,63 @@ async def test_the_backup_schedule_is_registered_once_and_a_triggered_run_writes
     assert any(workflow_id.startswith(f"{BACKUP_WORKFLOW_ID}-") for workflow_id in workflows), workflows
     assert verify(settings, taken.name)[0].startswith("2 files match their SHA-256 sums")
     shutil.rmtree(tmp_path / "backups")
+
+
+async def test_the_backup_worker_of_the_compose_file_registers_the_schedule_and_takes_its_runs(
+    file_backed_server: tuple[WorkflowEnvironment, Path], scratch_databases: list[str], tmp_path: Path, task_queue: str
+) -> None:
+    env, store = file_backed_server
+    _seed_orders_database(scratch_databases[0])
+    environment = {
+        **os.environ,
+        "OMS_LOG_LEVEL": "WARNING",
+        "OMS_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+        "OMS_ENCRYPTION_KEYS": TEST_KEYRING.to_json(),
+        "OMS_TASK_QUEUE": task_queue,
+        "OMS_BACKUP_INTERVAL": "PT6H",
+        "OMS_BACKUP_DIR": str(tmp_path / "backups"),
+        "OMS_BACKUP_TEMPORAL_URLS": f"sqlite:///{store}",
+        "DATABASE_URL": scratch_databases[0],
+    }
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "scripts.backup", "worker", cwd=ROOT, env=environment
+    )
+    try:
+        schedule = env.client.get_schedule_handle(BACKUP_SCHEDULE_ID)
+        described = await _eventually(lambda: _described(env.client), lambda found: found is not None)
+        assert described is not None, "the backup worker registered no schedule"
+        assert described.schedule.action.task_queue == task_queue  # type: ignore[attr-defined]
+        await schedule.trigger()
+        runs = await _eventually(
+            lambda: _runs(env.client),
+            lambda found: bool(found) and all(run.status and run.status.name != "RUNNING" for run in found),
+            timeout=60,
+        )
+        taken = await env.client.get_workflow_handle(runs[0].id, result_type=BackupTaken).result()
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(worker.wait(), timeout=30) == 0
+
+    assert [part.name for part in read_manifest(Path(taken.folder)).parts] == ["temporal", "orders"]
+
+
+async def _described(client: Client) -> ScheduleDescription | None:
+    try:
+        return await client.get_schedule_handle(BACKUP_SCHEDULE_ID).describe()
+    except RPCError:
+        return None
+
+
+async def test_a_backup_that_cannot_be_taken_fails_its_run_with_the_reason_and_leaves_no_folder(tmp_path: Path) -> None:
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'data' / 'oms.sqlite3'}",
+        backup_dir=str(tmp_path / "backups"),
+        backup_temporal_urls=[f"sqlite:///{tmp_path / 'data' / 'temporal.sqlite3'}"],
+    )
+
+    with pytest.raises(ApplicationError) as failure:
+        await ActivityEnvironment().run(BackupActivities(settings).take_backup, BackupRequest())
+
+    assert failure.value.type == "BackupFailed"
+    assert failure.value.message == f"the SQLite database {tmp_path / 'data' / 'temporal.sqlite3'} does not exist"
+    assert list((tmp_path / "backups").iterdir()) == []
