@@ -547,3 +547,15 @@ async def test_a_backup_that_cannot_be_taken_fails_its_run_with_the_reason_and_l
     assert failure.value.type == "BackupFailed"
     assert failure.value.message == f"the SQLite database {tmp_path / 'data' / 'temporal.sqlite3'} does not exist"
     assert list((tmp_path / "backups").iterdir()) == []
+
+
+def test_a_restore_refuses_a_schema_revision_this_code_does_not_know(source: Settings) -> None:
+    created = create(source)
+    manifest_file = created.folder / "manifest.json"
+    manifest_file.write_text(
+        manifest_file.read_text().replace('"alembic_revision": "0004"', '"alembic_revision": "0099"')
+    )
+
+    with pytest.raises(BackupError, match="revision 0099, which this version of the service does not know"):
+        restore(source, created.manifest.name, force=True)
+    assert _stock(source.database_url) == [("MUG-001", "WH-EAST", 120)]
