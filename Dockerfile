@@ -1,6 +1,6 @@
 # One image for every process of the service. The default command serves the API;
-# compose runs the worker (`python worker.py`), the stand-ins (`python -m standins`)
-# and migrations (`python -m db.migrate`) from the same image.
+# compose runs the worker (`python worker.py`), the stand-ins (`python -m standins`),
+# migrations (`python -m db.migrate`) and backups (`python -m scripts.backup worker`) from the same image.
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 \
@@ -13,8 +13,17 @@ WORKDIR /app
 COPY requirements.lock ./
 RUN pip install -r requirements.lock
 
+# pg_dump and pg_restore of the production server's major version (15), for the backup service, from
+# the PostgreSQL project's Debian repository; /backups is where its volume is mounted.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates postgresql-common \
+    && /usr/share/postgresql-common/pgdg/apt.postgresql.org.sh -y \
+    && apt-get install -y --no-install-recommends postgresql-client-15 \
+    && rm -rf /var/lib/apt/lists/*
+
 RUN groupadd --system --gid 10001 oms \
-    && useradd --system --uid 10001 --gid oms --no-create-home --home-dir /app oms
+    && useradd --system --uid 10001 --gid oms --no-create-home --home-dir /app oms \
+    && mkdir /backups && chown oms:oms /backups
 
 COPY --chown=oms:oms . .
 # Compiled once here: the worker's workflow sandbox imports the workflow modules for every new order.

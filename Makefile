@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test bench faults lint format clean
+.PHONY: install run test bench faults backup lint format clean
 
 install: $(VENV)/.installed
 
@@ -36,6 +36,10 @@ bench: install
 # The whole stack as separate processes on a PostgreSQL server of its own, broken in turn mid-batch.
 faults: install
 	$(BIN)/pytest faults $(if $(REDUCED),--reduced)
+
+# A backup of the order database and the Temporal store now; see python -m scripts.backup --help.
+backup: install
+	$(BIN)/python -m scripts.backup create
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -106,10 +106,25 @@ class Settings(BaseSettings):
     # is replayed from its history when it next has work, which costs CPU but never correctness.
     worker_max_cached_workflows: int = Field(default=1000, ge=0)
 
+    # Backups (python -m scripts.backup): the folder they go to (one sub-folder each), how many are kept,
+    # the Temporal stores beside the order database (sqlite:///file or postgresql:// URLs, comma-separated),
+    # and with an interval, the Temporal schedule that takes one every so often (`make run`, compose).
+    backup_dir: str = "backups"
+    backup_keep: int = Field(default=7, ge=1)
+    backup_temporal_urls: Annotated[list[str], NoDecode] = ["sqlite:///data/temporal.sqlite3"]
+    backup_interval: timedelta | None = None
+    # Off-site copies in S3-compatible storage, when a bucket is set; the endpoint for a store other than AWS.
+    backup_s3_bucket: str = ""
+    backup_s3_prefix: str = "oms-backups/"
+    backup_s3_endpoint_url: str = ""
+    backup_s3_region: str = "us-east-1"
+    backup_s3_access_key_id: str = ""
+    backup_s3_secret_access_key: str = ""
+
     @model_validator(mode="before")
     @classmethod
     def _split_lists(cls, data: dict[str, object]) -> dict[str, object]:
-        for name in ("warehouse_priority", "codec_cors_origins", "webhook_allowed_hosts"):
+        for name in ("warehouse_priority", "codec_cors_origins", "webhook_allowed_hosts", "backup_temporal_urls"):
             value = data.get(name)
             if isinstance(value, str):
                 data[name] = [item.strip() for item in value.split(",") if item.strip()]
@@ -124,6 +139,20 @@ class Settings(BaseSettings):
         host, colon, port = value.rpartition(":")
         if not (colon and host and port.isdigit() and 0 < int(port) < 65536):
             raise ValueError("must be host:port, e.g. 0.0.0.0:9464, or empty or 0 to serve no metrics")
+        return value
+
+    @field_validator("backup_interval", mode="before")
+    @classmethod
+    def _no_interval_when_empty(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        return None if value in ("", 0) else value
+
+    @field_validator("backup_interval")
+    @classmethod
+    def _interval_of_a_minute_or_more(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(minutes=1):
+            raise ValueError("a backup interval must be a minute or more (ISO 8601 such as PT6H, or seconds)")
         return value
 
     @model_validator(mode="after")

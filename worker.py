@@ -22,6 +22,7 @@ from temporalio.client import Client
 from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
+from activities.backup import BackupActivities
 from activities.carrier import CarrierActivities
 from activities.customers import CustomerActivities
 from activities.finance import FinanceActivities
@@ -37,6 +38,7 @@ from security.keyring import Keyring, KeyringError, load_keyring
 from settings import Settings, get_settings
 from temporal_client import connect, metrics_runtime
 from webhook_dispatcher import WebhookDispatcher
+from workflows.backup import BackupWorkflow
 from workflows.order import OrderWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
 
@@ -63,10 +65,11 @@ def build_worker(
     finance = FinanceActivities(http, settings)
     customers = CustomerActivities(http, settings)
     purchasing = PurchasingActivities(sessionmaker, http, client, settings)
+    backups = BackupActivities(settings)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
-        workflows=[OrderWorkflow, ReplenishmentWorkflow],
+        workflows=[OrderWorkflow, ReplenishmentWorkflow, BackupWorkflow],
         activities=[
             records.record_order,
             records.record_status,
@@ -90,6 +93,8 @@ def build_worker(
             purchasing.record_shortage,
             purchasing.resolve_shortages,
             purchasing.notify_purchasing,
+            # The backup-periodic schedule's runs (backup/schedule.py).
+            backups.take_backup,
         ],
         interceptors=[WorkerContextInterceptor()],
         max_cached_workflows=settings.worker_max_cached_workflows,

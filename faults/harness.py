@@ -20,7 +20,7 @@ import json
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,8 +126,18 @@ class FaultStack:
 
 
 @asynccontextmanager
-async def running_stack(postgres: PostgresServer, workdir: Path, database: str) -> AsyncIterator[FaultStack]:
-    """The stack on free ports, its data under `workdir`, its records in a new database `database`."""
+async def running_stack(
+    postgres: PostgresServer,
+    workdir: Path,
+    database: str,
+    *,
+    environment: Mapping[str, str] | None = None,
+    settings: Mapping[str, Any] | None = None,
+) -> AsyncIterator[FaultStack]:
+    """The stack on free ports, its data under `workdir`, its records in a new database `database`.
+
+    `environment` is added to the children's, `settings` to the supervisor's (e.g. a backup interval).
+    """
     database_url = await asyncio.to_thread(postgres.create_database, database)
     config = StackConfig(
         data_dir=workdir / "data",
@@ -141,11 +151,17 @@ async def running_stack(postgres: PostgresServer, workdir: Path, database: str) 
     env = drill_environment(config.data_dir, api_key)
     # The drill's own clients (Temporal's among them) use the children's keyring.
     keyring = {"encryption_key_file": env["OMS_ENCRYPTION_KEY_FILE"]} if "OMS_ENCRYPTION_KEY_FILE" in env else {}
-    settings = Settings().model_copy(
-        update={"database_url": database_url, "temporal_address": f"127.0.0.1:{config.temporal_port}", **keyring}
+    stack_settings = Settings().model_copy(
+        update={
+            "database_url": database_url,
+            "temporal_address": f"127.0.0.1:{config.temporal_port}",
+            **keyring,
+            **(settings or {}),
+        }
     )
-    local = LocalStack(config, settings)
+    local = LocalStack(config, stack_settings)
     local.env.update(env)
+    local.env.update(environment or {})
     async with AsyncExitStack() as running:
         running.push_async_callback(local.stop)
         await local.start()
@@ -165,7 +181,7 @@ async def running_stack(postgres: PostgresServer, workdir: Path, database: str) 
         yield FaultStack(
             local=local,
             postgres=postgres,
-            settings=settings,
+            settings=stack_settings,
             api=api,
             standins=standins,
             sessionmaker=create_sessionmaker(engine),

@@ -23,6 +23,8 @@ Environment (defaults in brackets), so a second stack can run beside the first:
   STANDINS_PORT [8100]                 the stand-in outside systems
   DATABASE_URL                         PostgreSQL instead of SQLite under the data folder
   OMS_BOOTSTRAP_ADMIN_KEY              an admin key of your own instead of the one in the data folder
+  OMS_BACKUP_INTERVAL                  e.g. PT6H: the backup-periodic schedule takes a backup that often,
+                                       into OMS_BACKUP_DIR [backups beside the data folder]
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import structlog
 from sqlalchemy.engine import make_url
 from temporalio.service import ConnectConfig, RPCError, ServiceClient
 
+from backup.schedule import ensure_backup_schedule
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 from logging_config import configure_logging
@@ -51,6 +54,7 @@ from scripts.demo_catalogue import FLAGGED_CUSTOMER_ID, seed
 from security.api_keys import InvalidKey, new_key, split_key
 from security.keyring import KeyringError, create_key_file, load_keyring, read_key_file
 from settings import Settings
+from temporal_client import connect
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -154,6 +158,12 @@ class StackConfig:
         env.setdefault("OMS_CODEC_CORS_ORIGINS", f"http://127.0.0.1:{ui},http://localhost:{ui}")
         if key_file is not None:
             env["OMS_ENCRYPTION_KEY_FILE"] = str(key_file)
+        # Backups (the worker takes the scheduled ones) of this stack's Temporal file, beside the data folder.
+        env.setdefault(
+            "OMS_BACKUP_TEMPORAL_URLS",
+            "" if self.temporal_in_memory else f"sqlite:///{self.data_dir / 'temporal.sqlite3'}",
+        )
+        env.setdefault("OMS_BACKUP_DIR", str(self.data_dir.parent / "backups"))
         env.update(
             DATABASE_URL=database_url,
             OMS_TEMPORAL_ADDRESS=f"127.0.0.1:{self.temporal_port}",
@@ -194,6 +204,8 @@ def local_admin_key(data_dir: Path) -> str:
 class Child:
     name: str
     process: asyncio.subprocess.Process
+    # Stopped on purpose (stop_child), to be started again: not a child that died.
+    stopped: bool = False
 
 
 class LocalStack:
@@ -220,6 +232,8 @@ class LocalStack:
         # Only the API is given the admin key.
         await self._spawn("API", sys.executable, "-m", "api", env={"OMS_BOOTSTRAP_ADMIN_KEY": self.admin_key})
         await self._wait_for_api()
+        if self.settings.backup_interval is not None:
+            await self._schedule_backups()
 
     async def supervise(self, stop: asyncio.Event) -> int:
         """Wait for a stop request (exit status 0) or the first child to die (1)."""
@@ -240,6 +254,15 @@ class LocalStack:
         for child in reversed(self.children):
             await _stop_child(child)
         self.children.clear()
+
+    async def _schedule_backups(self) -> None:
+        """The backup-periodic schedule, created or brought up to date; the worker takes its backups."""
+        settings = self.settings.model_copy(
+            update={"temporal_address": f"127.0.0.1:{self.config.temporal_port}"}
+            | ({"encryption_key_file": str(self.key_file)} if self.key_file else {})
+        )
+        outcome = await ensure_backup_schedule(await connect(settings), settings)
+        log.info(f"backup schedule {outcome}", every=str(settings.backup_interval), into=self.env["OMS_BACKUP_DIR"])
 
     def _refuse_taken_ports(self) -> None:
         for what, (port, variable) in self.config.ports().items():
@@ -323,7 +346,7 @@ class LocalStack:
 
     def _check_alive(self) -> None:
         for child in self.children:
-            if child.process.returncode is not None:
+            if child.process.returncode is not None and not child.stopped:
                 raise StackError(f"the {child.name} exited during start-up with code {child.process.returncode}")
 
     async def _wait_for_api(self) -> None:
@@ -390,6 +413,7 @@ Make a key for a shop (it sees only its own orders):
     async def stop_child(self, name: str, *, kill: bool = False) -> None:
         """Stop one child: SIGKILL at once with `kill` (a crash), otherwise SIGTERM and a grace period."""
         child = self.child(name)
+        child.stopped = True
         if kill:
             _signal_group(child.process.pid, signal.SIGKILL)
             await child.process.wait()

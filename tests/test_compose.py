@@ -22,8 +22,8 @@ from settings import Settings
 from standins.config import StandinConfig
 
 ROOT = Path(__file__).resolve().parent.parent
-APP_SERVICES = ("migrate", "api", "worker", "standins")
-PRODUCT_SERVICES = {"postgresql", "temporal", "temporal-ui", "migrate", "api", "worker", "standins"}
+APP_SERVICES = ("migrate", "api", "worker", "standins", "backup")
+PRODUCT_SERVICES = {"postgresql", "temporal", "temporal-ui", "migrate", "api", "worker", "standins", "backup"}
 
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?message}, ${NAME?message}
 INTERPOLATION = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
@@ -117,7 +117,7 @@ def test_app_services_set_only_real_setting_names(services: dict[str, dict[str, 
         assert not unknown, f"{name} sets variables no settings class reads: {sorted(unknown)}"
 
 
-@pytest.mark.parametrize("name", ["api", "worker", "migrate"])
+@pytest.mark.parametrize("name", ["api", "worker", "migrate", "backup"])
 def test_api_and_worker_settings_validate_in_production(
     name: str, services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -176,6 +176,7 @@ def test_every_app_command_runs_code_that_exists(services: dict[str, dict[str, A
     assert commands["api"] == ["python", "-m", "api"]
     assert commands["worker"] == ["python", "worker.py"]
     assert commands["standins"] == ["python", "-m", "standins"]
+    assert commands["backup"] == ["python", "-m", "scripts.backup", "worker"]
     for name, command in commands.items():
         assert runs_python_code_of_this_repo(command), f"{name}: {command}"
 
@@ -229,6 +230,39 @@ def test_the_worker_serves_its_metrics_on_a_port_it_exposes_to_the_compose_netwo
     assert host == "0.0.0.0"
     assert [str(exposed) for exposed in worker["expose"]] == [port]
     assert Settings(worker_metrics_address=address).worker_metrics_address == address
+
+
+def test_the_backup_service_backs_up_every_database_of_the_compose_postgresql_into_a_volume(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backup = services["backup"]
+    for variable in list(os.environ):
+        if variable.startswith("OMS_") or variable == "DATABASE_URL":
+            monkeypatch.delenv(variable)
+    for variable, value in environment(backup).items():
+        monkeypatch.setenv(variable, value)
+
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+
+    # The order database, and the two Temporal's auto-setup creates on the same server.
+    databases = [settings.database_url, *settings.backup_temporal_urls]
+    assert [url.rsplit("@", 1)[1] for url in databases] == [
+        "postgresql:5432/oms",
+        "postgresql:5432/temporal",
+        "postgresql:5432/temporal_visibility",
+    ]
+    assert settings.backup_interval is not None
+    # Its own task queue: the order workers never take a backup run, nor this worker an order.
+    assert settings.task_queue == "backups" != Settings.model_fields["task_queue"].default
+    volume, mount = backup["volumes"][0].split(":")
+    assert volume in compose["volumes"]
+    assert settings.backup_dir == mount
+    assert backup["depends_on"]["temporal-admin-tools"]["condition"] == "service_completed_successfully"
+    # The image has pg_dump of the server's major version for it, and the mount point belongs to its user.
+    run = " ".join(argument for kind, argument in dockerfile_instructions() if kind == "RUN")
+    server_major = services["postgresql"]["image"].split(":")[1]
+    assert f"postgresql-client-{server_major}" in run
+    assert f"chown oms:oms {mount}" in run
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
