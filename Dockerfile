@@ -1,7 +1,7 @@
 # One image for every process of the service. The default command serves the API;
 # compose runs the worker (`python worker.py`), the stand-ins (`python -m standins`),
 # migrations (`python -m db.migrate`) and backups (`python -m scripts.backup worker`) from the same image.
-FROM python:3.11-slim
+FROM python:3.11-slim-bookworm
 
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -13,11 +13,9 @@ WORKDIR /app
 COPY requirements.lock ./
 RUN pip install -r requirements.lock
 
-# pg_dump and pg_restore of the production server's major version (15), for the backup service, from
-# the PostgreSQL project's Debian repository; /backups is where its volume is mounted.
+# pg_dump and pg_restore of the production server's major version (15), for the backup service: Debian
+# bookworm's own client package; /backups is where its volume is mounted.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates postgresql-common \
-    && /usr/share/postgresql-common/pgdg/apt.postgresql.org.sh -y \
     && apt-get install -y --no-install-recommends postgresql-client-15 \
     && rm -rf /var/lib/apt/lists/*
 

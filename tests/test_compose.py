@@ -273,12 +273,14 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
     ]
 
 
-def test_dockerfile_builds_on_python_311_slim_and_installs_the_lock_file() -> None:
+def test_dockerfile_builds_on_python_311_slim_bookworm_and_installs_the_lock_file() -> None:
     instructions = dockerfile_instructions()
     run = [argument for kind, argument in instructions if kind == "RUN"]
     copied = [argument for kind, argument in instructions if kind == "COPY"]
 
-    assert instructions[0] == ("FROM", "python:3.11-slim")
+    # Bookworm's own PostgreSQL client is 15, the production server's major version, for the backup service.
+    assert instructions[0] == ("FROM", "python:3.11-slim-bookworm")
+    assert any("postgresql-client-15" in command for command in run)
     assert any(re.search(r"pip install .*-r requirements\.lock", command) for command in run)
     assert any("requirements.lock" in argument for argument in copied)
 
