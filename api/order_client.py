@@ -38,7 +38,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.errors import ActionRefused, OrderClosed, OrderNotFound, OrderUnavailable
+from api.errors import RETRY_AFTER_SECONDS, ActionRefused, OrderClosed, OrderNotFound, OrderUnavailable
 from db.orders import claim_idempotency_key, get_order
 from models.names import (
     MEMO_CLIENT_ID,
@@ -68,9 +68,6 @@ from security.keyring import Keyring
 from settings import Settings
 
 log = structlog.get_logger(__name__)
-
-# Seconds a caller should wait before asking again when a workflow did not answer.
-RETRY_AFTER = 5
 
 
 def request_hash(request: OrderRequest) -> str:
@@ -168,7 +165,7 @@ class OrderClient:
             raise OrderUnavailable(
                 f"order {order_id} was not confirmed by Temporal in time ({error.message}); "
                 "send it again with the same Idempotency-Key",
-                retry_after=RETRY_AFTER,
+                retry_after=RETRY_AFTER_SECONDS,
             ) from error
         status = OrderStatus.RECEIVED
         if repeated and (record := await self._record(order_id)) is not None:
@@ -205,7 +202,7 @@ class OrderClient:
             final: OrderState = await handle.result()
             return final
         if description.status == WorkflowExecutionStatus.RUNNING:
-            raise OrderUnavailable(f"order {order_id} did not answer in time", retry_after=RETRY_AFTER)
+            raise OrderUnavailable(f"order {order_id} did not answer in time", retry_after=RETRY_AFTER_SECONDS)
         raise OrderClosed(_execution_status(description.status))
 
     async def cancel(
@@ -246,13 +243,13 @@ class OrderClient:
         except WorkflowUpdateRPCTimeoutOrCancelledError as error:
             raise OrderUnavailable(
                 f"order {order_id} did not answer in time; the request may still be applied",
-                retry_after=RETRY_AFTER,
+                retry_after=RETRY_AFTER_SECONDS,
             ) from error
         except RPCError as error:
             if error.status != RPCStatusCode.NOT_FOUND:
                 # Temporal refuses updates while the order's workflow task is failing or the server is busy.
                 raise OrderUnavailable(
-                    f"order {order_id} cannot take the request now: {error.message}", retry_after=RETRY_AFTER
+                    f"order {order_id} cannot take the request now: {error.message}", retry_after=RETRY_AFTER_SECONDS
                 ) from error
         raise OrderClosed(await self._closed_status(handle, order_id))
 
