@@ -3,7 +3,8 @@
 The API keeps no order state of its own. It reads the order record the workflow
 writes to the database and, while the order is still moving, asks the workflow
 itself. Temporal's answers (not found, already closed, update refused) become the
-API's errors here, so routes stay a line or two each.
+API's errors here, so routes stay a line or two each. Both sources give the
+workflow's `OrderState`; what leaves this module is the API's `OrderView` of it.
 
 An order belongs to the API client that placed it: its client id travels in the workflow's
 input and state, in the order record and in the workflow's memo, which answers before any
@@ -64,6 +65,7 @@ from models.order import (
     ReviewCommand,
     TrackingEvent,
 )
+from models.views import OrderView
 from security.keyring import Keyring
 from settings import Settings
 
@@ -158,7 +160,7 @@ class OrderClient:
                 rpc_timeout=self._timeout,
             )
         except WorkflowAlreadyStartedError:
-            current = await self.state(order_id, client_id=client_id)
+            current = await self._state(order_id, client_id=client_id)
             return OrderAccepted(order_id=order_id, status=current.status, workflow_id=workflow_id)
         except RPCError as error:
             # Temporal busy or away: the order may have started or not; the same Idempotency-Key finds out.
@@ -173,8 +175,11 @@ class OrderClient:
         log.info("order accepted", order_id=order_id, workflow_id=workflow_id, repeated=repeated)
         return OrderAccepted(order_id=order_id, status=status, workflow_id=workflow_id)
 
-    async def state(self, order_id: str, *, client_id: str | None = None) -> OrderState:
+    async def state(self, order_id: str, *, client_id: str | None = None) -> OrderView:
         """The order as it stands: the record once it is final, the workflow's own answer before."""
+        return OrderView.of(await self._state(order_id, client_id=client_id))
+
+    async def _state(self, order_id: str, *, client_id: str | None = None) -> OrderState:
         record = await self._record(order_id)
         if client_id is not None:
             await self._ensure_owned(order_id, record, client_id)
@@ -207,12 +212,15 @@ class OrderClient:
 
     async def cancel(
         self, order_id: str, reason: str, *, actor: str = "api", client_id: str | None = None
-    ) -> OrderState:
-        return await self._update(order_id, UPDATE_CANCEL, CancelCommand(reason=reason, actor=actor), client_id)
+    ) -> OrderView:
+        """The order once the cancellation is applied; ActionRefused with the order's reason when it refuses."""
+        command = CancelCommand(reason=reason, actor=actor)
+        return OrderView.of(await self._update(order_id, UPDATE_CANCEL, command, client_id))
 
-    async def review(self, order_id: str, approve: bool, note: str | None, *, actor: str = "operator") -> OrderState:
+    async def review(self, order_id: str, approve: bool, note: str | None, *, actor: str = "operator") -> OrderView:
+        """The order once the operator's decision is applied; ActionRefused when it is not waiting for one."""
         update = UPDATE_APPROVE if approve else UPDATE_REJECT
-        return await self._update(order_id, update, ReviewCommand(note=note, actor=actor))
+        return OrderView.of(await self._update(order_id, update, ReviewCommand(note=note, actor=actor)))
 
     async def track(self, event: TrackingEvent) -> None:
         """Hand a carrier event to its order; an event for an order that has finished is dropped."""
