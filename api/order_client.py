@@ -39,7 +39,14 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.errors import RETRY_AFTER_SECONDS, ActionRefused, OrderClosed, OrderNotFound, OrderUnavailable
+from api.errors import (
+    RETRY_AFTER_SECONDS,
+    ActionRefused,
+    OrderClosed,
+    OrderNotFound,
+    OrderUnavailable,
+    temporal_unavailable,
+)
 from db.orders import claim_idempotency_key, get_order
 from models.names import (
     MEMO_CLIENT_ID,
@@ -164,6 +171,9 @@ class OrderClient:
             return OrderAccepted(order_id=order_id, status=current.status, workflow_id=workflow_id)
         except RPCError as error:
             # Temporal busy or away: the order may have started or not; the same Idempotency-Key finds out.
+            # Any other refusal is a bug, and a 500 says so rather than inviting a retry that cannot help.
+            if not temporal_unavailable(error):
+                raise
             raise OrderUnavailable(
                 f"order {order_id} was not confirmed by Temporal in time ({error.message}); "
                 "send it again with the same Idempotency-Key",
