@@ -130,7 +130,8 @@ async def test_every_route_answers_503_to_retry_when_the_database_refuses_connec
     closed = create_async_engine(async_url("postgresql://oms:oms@127.0.0.1:1/oms"))
     try:
         async with api_whose_routes_use(closed, settings, temporal, sessionmaker) as http:
-            answers = {f"{route[0]} {route[1]}": await call(http, keys, route, order_id) for route in DATABASE_ROUTES}
+            routes = [*DATABASE_ROUTES, ("GET", "/readyz", "operator", None)]
+            answers = {f"{route[0]} {route[1]}": await call(http, keys, route, order_id) for route in routes}
     finally:
         await closed.dispose()
 
@@ -184,6 +185,8 @@ TEMPORAL_ROUTES: list[tuple[str, str, str, Any]] = [
     ("POST", "/orders/{order}/review", "operator", {"decision": "approve"}),
     ("POST", "/inventory/WIDGET-1/receipts", "purchasing", {"warehouse": "AMS", "quantity": 5}),
     ("POST", "/webhooks/carrier", "carrier", tracking_event("{order}")),
+    # The readiness probe says which dependency is down, with the same Retry-After.
+    ("GET", "/readyz", "operator", None),
 ]
 
 
