@@ -1,12 +1,20 @@
 """The one way this project connects to Temporal: encrypted pydantic payloads on every client, API and worker
-alike, and the request id of the API request being served on every call (observability.interceptors)."""
+alike, and the request id of the API request being served on every call (observability.interceptors).
+
+Also the one way code outside workflows reaches a SKU's replenishment workflow (`signal_replenishment`):
+the API when stock arrives, the order's activity when it is short.
+"""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.converter import DataConverter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
+from models.names import REPLENISHMENT_WORKFLOW, SIGNAL_SHORTAGE, SIGNAL_STOCK_RECEIVED, replenishment_workflow_id
+from models.purchasing import ReplenishmentInput, ShortageReport, StockReceived
 from observability.interceptors import RequestIdClientInterceptor
 from security.codec import data_converter
 from security.keyring import Keyring, load_keyring
@@ -43,3 +51,34 @@ def metrics_runtime(bind_address: str) -> Runtime | None:
     if not bind_address:
         return None
     return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind_address)))
+
+
+# How long one call waits for Temporal to take a replenishment signal; past it the call fails
+# (RPCError, see api.errors.temporal_unavailable) and the caller tries again: the API answers 503,
+# an activity is retried.
+REPLENISHMENT_RPC_TIMEOUT = timedelta(seconds=10)
+
+
+async def signal_replenishment(
+    client: Client,
+    sku: str,
+    message: ShortageReport | StockReceived,
+    *,
+    task_queue: str,
+    rpc_timeout: timedelta = REPLENISHMENT_RPC_TIMEOUT,
+) -> None:
+    """Hand `message` to replenish-<sku>, starting that workflow with it when it is not running (signal-with-start).
+
+    Safe to repeat: the workflow keys waiting orders by order id, and a receipt only makes it look at the
+    stock again, so a message delivered twice (a retry after a call that timed out but went through) changes nothing.
+    """
+    signal = SIGNAL_SHORTAGE if isinstance(message, ShortageReport) else SIGNAL_STOCK_RECEIVED
+    await client.start_workflow(
+        REPLENISHMENT_WORKFLOW,
+        ReplenishmentInput(sku=sku),
+        id=replenishment_workflow_id(sku),
+        task_queue=task_queue,
+        start_signal=signal,
+        start_signal_args=[message],
+        rpc_timeout=rpc_timeout,
+    )

@@ -10,15 +10,14 @@ from temporalio.client import Client
 from activities.http import call_provider, idempotency_key
 from db import shortages
 from models.integrations import PurchasingNotice
-from models.names import REPLENISHMENT_WORKFLOW, SIGNAL_SHORTAGE, replenishment_workflow_id
 from models.purchasing import (
-    ReplenishmentInput,
     ReportShortageInput,
     ShortageRecordInput,
     ShortageReport,
     ShortageResolvedInput,
 )
 from settings import Settings
+from temporal_client import signal_replenishment
 
 PURCHASING_REFUSED = "PurchasingRefused"
 
@@ -38,15 +37,12 @@ class PurchasingActivities:
 
     @activity.defn
     async def report_shortage(self, request: ReportShortageInput) -> None:
-        """Signal-with-start replenish-<sku> with the order's shortage."""
-        # A retry may deliver the signal twice; the replenishment workflow keys waiting orders by order id.
-        await self._client.start_workflow(
-            REPLENISHMENT_WORKFLOW,
-            ReplenishmentInput(sku=request.sku),
-            id=replenishment_workflow_id(request.sku),
+        """Signal-with-start replenish-<sku> with the order's shortage; a call Temporal does not answer is retried."""
+        await signal_replenishment(
+            self._client,
+            request.sku,
+            ShortageReport(order_id=request.order_id, quantity=request.quantity),
             task_queue=activity.info().task_queue,
-            start_signal=SIGNAL_SHORTAGE,
-            start_signal_args=[ShortageReport(order_id=request.order_id, quantity=request.quantity)],
         )
 
     @activity.defn

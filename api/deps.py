@@ -23,7 +23,8 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
-def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+def route_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+    """The sessionmaker routes use; the guard at the door takes its connections from `app.state` directly."""
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     return sessionmaker
 
@@ -39,7 +40,7 @@ def _temporal(request: Request) -> Client:
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
-SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)]
+SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(route_sessionmaker)]
 KeyringDep = Annotated[Keyring, Depends(_keyring)]
 TemporalDep = Annotated[Client, Depends(_temporal)]
 

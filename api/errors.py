@@ -5,6 +5,11 @@ error responses themselves; `install_error_handlers` turns each into {"detail": 
 or, for a request that is invalid, into {"detail": [{"loc", "msg", "type"}, ...]} naming
 each field at fault. `error_responses` documents the same shapes in the OpenAPI schema.
 Anything not listed here is a bug and surfaces as a 500.
+
+A dependency that does not answer is the same 503 with Retry-After on every route: the
+database down or every pooled connection busy (`database_unavailable`), Temporal down,
+busy or slower than the call's RPC timeout (`temporal_unavailable`). Code that degrades
+instead of failing (readiness, metrics) asks the same two questions.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -47,6 +53,9 @@ class ValidationFailed(BaseModel):
 
     detail: list[FieldError]
 
+
+# Seconds a caller should wait before sending again a request a dependency did not answer.
+RETRY_AFTER_SECONDS = 5
 
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}}}
 
@@ -171,6 +180,19 @@ class OrderUnavailable(ApiError):
     """The order workflow did not answer in time (no worker, or a worker too busy)."""
 
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+
+
+class ReceiptNotPassedOn(ApiError):
+    """A stock receipt booked, whose replenishment workflow Temporal did not take the news of in time."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+
+    def __init__(self, sku: str, receipt_id: str) -> None:
+        super().__init__(
+            f"receipt {receipt_id} is booked, but the orders waiting for {sku} could not be told (Temporal did "
+            f"not answer in time); send it again with Idempotency-Key: {receipt_id}, which books nothing twice",
+            retry_after=RETRY_AFTER_SECONDS,
+        )
 
 
 # Domain exceptions raised below the API, most specific first.
@@ -307,16 +329,46 @@ def _field_refusal_handler(
     return handle
 
 
+# How a Temporal call that got no usable answer ends, as the SDK reports it: the server down
+# (UNAVAILABLE), past its deadline or the client's RPC timeout (DEADLINE_EXCEEDED; the SDK reports
+# its own rpc_timeout as CANCELLED, and the API never cancels a call otherwise), or rate-limited.
+_TEMPORAL_UNAVAILABLE = frozenset(
+    {
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.CANCELLED,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+
+
+def temporal_unavailable(error: BaseException) -> bool:
+    """Whether a Temporal call failed for want of an answer (retry later), not because it was refused."""
+    if not isinstance(error, RPCError):
+        return False
+    # A connection that breaks mid-call, once the SDK's own retries are spent, is UNKNOWN "transport error".
+    broken = error.status == RPCStatusCode.UNKNOWN and error.message.startswith("transport error")
+    return error.status in _TEMPORAL_UNAVAILABLE or broken
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether a database call failed for want of a connection: refused, lost, or none free in the pool in time."""
+    if isinstance(error, (PoolTimeout, OperationalError)):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
 async def _temporal_error(_request: Request, exc: Exception) -> JSONResponse:
-    # Only an unreachable server is an expected condition; any other RPC error is a bug.
-    assert isinstance(exc, RPCError)
-    if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
-        return _detail(status.HTTP_503_SERVICE_UNAVAILABLE, "Temporal is unavailable", retry_after=5)
-    raise exc
+    # Only a server that does not answer is an expected condition; any other RPC error is a bug.
+    if not temporal_unavailable(exc):
+        raise exc
+    return _detail(status.HTTP_503_SERVICE_UNAVAILABLE, "Temporal is unavailable", retry_after=RETRY_AFTER_SECONDS)
 
 
-async def _database_down(_request: Request, _exc: Exception) -> JSONResponse:
-    return _detail(status.HTTP_503_SERVICE_UNAVAILABLE, "the database is unavailable", retry_after=5)
+async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
+    if not database_unavailable(exc):
+        raise exc
+    return _detail(status.HTTP_503_SERVICE_UNAVAILABLE, "the database is unavailable", retry_after=RETRY_AFTER_SECONDS)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -328,4 +380,6 @@ def install_error_handlers(app: FastAPI) -> None:
     for exc_type, loc, kind, message in _FIELD_REFUSALS:
         app.add_exception_handler(exc_type, _field_refusal_handler(loc, kind, message))
     app.add_exception_handler(RPCError, _temporal_error)
-    app.add_exception_handler(OperationalError, _database_down)
+    # PoolTimeout is not a DBAPIError: a pool that hands out no connection never reached the database.
+    app.add_exception_handler(PoolTimeout, _database_error)
+    app.add_exception_handler(DBAPIError, _database_error)

@@ -3,7 +3,8 @@
 The API keeps no order state of its own. It reads the order record the workflow
 writes to the database and, while the order is still moving, asks the workflow
 itself. Temporal's answers (not found, already closed, update refused) become the
-API's errors here, so routes stay a line or two each.
+API's errors here, so routes stay a line or two each. Both sources give the
+workflow's `OrderState`; what leaves this module is the API's `OrderView` of it.
 
 An order belongs to the API client that placed it: its client id travels in the workflow's
 input and state, in the order record and in the workflow's memo, which answers before any
@@ -38,7 +39,14 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.errors import ActionRefused, OrderClosed, OrderNotFound, OrderUnavailable
+from api.errors import (
+    RETRY_AFTER_SECONDS,
+    ActionRefused,
+    OrderClosed,
+    OrderNotFound,
+    OrderUnavailable,
+    temporal_unavailable,
+)
 from db.orders import claim_idempotency_key, get_order
 from models.names import (
     MEMO_CLIENT_ID,
@@ -64,13 +72,11 @@ from models.order import (
     ReviewCommand,
     TrackingEvent,
 )
+from models.views import OrderView
 from security.keyring import Keyring
 from settings import Settings
 
 log = structlog.get_logger(__name__)
-
-# Seconds a caller should wait before asking again when a workflow did not answer.
-RETRY_AFTER = 5
 
 
 def request_hash(request: OrderRequest) -> str:
@@ -161,14 +167,17 @@ class OrderClient:
                 rpc_timeout=self._timeout,
             )
         except WorkflowAlreadyStartedError:
-            current = await self.state(order_id, client_id=client_id)
+            current = await self._state(order_id, client_id=client_id)
             return OrderAccepted(order_id=order_id, status=current.status, workflow_id=workflow_id)
         except RPCError as error:
             # Temporal busy or away: the order may have started or not; the same Idempotency-Key finds out.
+            # Any other refusal is a bug, and a 500 says so rather than inviting a retry that cannot help.
+            if not temporal_unavailable(error):
+                raise
             raise OrderUnavailable(
                 f"order {order_id} was not confirmed by Temporal in time ({error.message}); "
                 "send it again with the same Idempotency-Key",
-                retry_after=RETRY_AFTER,
+                retry_after=RETRY_AFTER_SECONDS,
             ) from error
         status = OrderStatus.RECEIVED
         if repeated and (record := await self._record(order_id)) is not None:
@@ -176,8 +185,11 @@ class OrderClient:
         log.info("order accepted", order_id=order_id, workflow_id=workflow_id, repeated=repeated)
         return OrderAccepted(order_id=order_id, status=status, workflow_id=workflow_id)
 
-    async def state(self, order_id: str, *, client_id: str | None = None) -> OrderState:
+    async def state(self, order_id: str, *, client_id: str | None = None) -> OrderView:
         """The order as it stands: the record once it is final, the workflow's own answer before."""
+        return OrderView.of(await self._state(order_id, client_id=client_id))
+
+    async def _state(self, order_id: str, *, client_id: str | None = None) -> OrderState:
         record = await self._record(order_id)
         if client_id is not None:
             await self._ensure_owned(order_id, record, client_id)
@@ -205,17 +217,20 @@ class OrderClient:
             final: OrderState = await handle.result()
             return final
         if description.status == WorkflowExecutionStatus.RUNNING:
-            raise OrderUnavailable(f"order {order_id} did not answer in time", retry_after=RETRY_AFTER)
+            raise OrderUnavailable(f"order {order_id} did not answer in time", retry_after=RETRY_AFTER_SECONDS)
         raise OrderClosed(_execution_status(description.status))
 
     async def cancel(
         self, order_id: str, reason: str, *, actor: str = "api", client_id: str | None = None
-    ) -> OrderState:
-        return await self._update(order_id, UPDATE_CANCEL, CancelCommand(reason=reason, actor=actor), client_id)
+    ) -> OrderView:
+        """The order once the cancellation is applied; ActionRefused with the order's reason when it refuses."""
+        command = CancelCommand(reason=reason, actor=actor)
+        return OrderView.of(await self._update(order_id, UPDATE_CANCEL, command, client_id))
 
-    async def review(self, order_id: str, approve: bool, note: str | None, *, actor: str = "operator") -> OrderState:
+    async def review(self, order_id: str, approve: bool, note: str | None, *, actor: str = "operator") -> OrderView:
+        """The order once the operator's decision is applied; ActionRefused when it is not waiting for one."""
         update = UPDATE_APPROVE if approve else UPDATE_REJECT
-        return await self._update(order_id, update, ReviewCommand(note=note, actor=actor))
+        return OrderView.of(await self._update(order_id, update, ReviewCommand(note=note, actor=actor)))
 
     async def track(self, event: TrackingEvent) -> None:
         """Hand a carrier event to its order; an event for an order that has finished is dropped."""
@@ -246,13 +261,13 @@ class OrderClient:
         except WorkflowUpdateRPCTimeoutOrCancelledError as error:
             raise OrderUnavailable(
                 f"order {order_id} did not answer in time; the request may still be applied",
-                retry_after=RETRY_AFTER,
+                retry_after=RETRY_AFTER_SECONDS,
             ) from error
         except RPCError as error:
             if error.status != RPCStatusCode.NOT_FOUND:
                 # Temporal refuses updates while the order's workflow task is failing or the server is busy.
                 raise OrderUnavailable(
-                    f"order {order_id} cannot take the request now: {error.message}", retry_after=RETRY_AFTER
+                    f"order {order_id} cannot take the request now: {error.message}", retry_after=RETRY_AFTER_SECONDS
                 ) from error
         raise OrderClosed(await self._closed_status(handle, order_id))
 

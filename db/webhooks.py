@@ -61,6 +61,15 @@ async def remember_delivery(session: AsyncSession, signature: str, source: str, 
     return inserted.first() is not None
 
 
+async def forget_delivery(session: AsyncSession, signature: str) -> None:
+    """Drop the note of one delivery that was not handed on after all, so that the same delivery is taken again."""
+    await session.execute(
+        delete(WebhookDeliveryRow)
+        .where(WebhookDeliveryRow.signature == signature)
+        .execution_options(synchronize_session=False)
+    )
+
+
 async def forget_deliveries(session: AsyncSession, received_before: datetime) -> int:
     """Drop deliveries received before the given moment; callers pick one after which any replay is stale anyway."""
     result = await session.execute(

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from api.deps import SessionmakerDep, TemporalDep
+from api.errors import ERROR_RESPONSES, RETRY_AFTER_SECONDS
 from api.schemas import Health
 
 router = APIRouter(tags=["health"])
@@ -23,13 +24,18 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
+@router.get(
+    "/readyz",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "Not ready.", "headers": ERROR_RESPONSES[503]["headers"]}},
+)
 async def readyz(response: Response, sessionmaker: SessionmakerDep, client: TemporalDep) -> Health:
     database, temporal = await asyncio.gather(_database_ready(sessionmaker), _temporal_ready(client))
     checks = {"database": "ok" if database else "unavailable", "temporal": "ok" if temporal else "unavailable"}
     if database and temporal:
         return Health(status="ok", checks=checks)
     response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return Health(status="unavailable", checks=checks)
 
 

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.service import RPCError
 
 from api.auth import require_role
 from api.deps import SessionmakerDep, SettingsDep, TemporalDep
-from api.errors import BODY_ERRORS, error_responses
+from api.errors import BODY_ERRORS, ReceiptNotPassedOn, error_responses, temporal_unavailable
 from api.schemas import StockCount, StockReceipt
 from db.stock import UnknownSku, receive_stock, set_on_hand, stock_level
 from models.fields import PRINTABLE_ASCII
 from models.inventory import StockLevel
-from models.names import REPLENISHMENT_WORKFLOW, SIGNAL_STOCK_RECEIVED, replenishment_workflow_id
 from models.order import SKU_PATTERN
-from models.purchasing import ReplenishmentInput, StockReceived
+from models.purchasing import StockReceived
 from security.api_keys import Role
+from temporal_client import signal_replenishment
 
 router = APIRouter(prefix="/inventory", tags=["inventory"], responses=error_responses(401, 403))
 
@@ -86,23 +88,30 @@ async def receive(
     settings: SettingsDep,
     receipt_id: ReceiptKey = None,
 ) -> StockLevel:
-    """Book a delivery and wake the orders waiting for this SKU. A repeated receipt id changes nothing (200)."""
+    """Book a delivery and wake the orders waiting for this SKU. A repeated receipt id changes nothing (200).
+
+    A 503 after the booking (Temporal did not answer) names the receipt id: send the receipt again with
+    it as Idempotency-Key, which books nothing twice and wakes the orders.
+    """
     receipt_id = receipt_id or str(uuid.uuid4())
     async with sessionmaker.begin() as session:
         booked = await receive_stock(session, sku, receipt.warehouse, receipt.quantity, receipt_id)
         level = await _level(session, sku)
     # Signalled after the commit, so the workflow never looks for stock that is not there yet; signalled
     # on a repeat too, since the first attempt may have committed and then lost its signal.
-    await client.start_workflow(
-        REPLENISHMENT_WORKFLOW,
-        ReplenishmentInput(sku=sku),
-        id=replenishment_workflow_id(sku),
-        task_queue=settings.task_queue,
-        start_signal=SIGNAL_STOCK_RECEIVED,
-        start_signal_args=[
-            StockReceived(receipt_id=receipt_id, warehouse=receipt.warehouse, quantity=receipt.quantity)
-        ],
-    )
+    received = StockReceived(receipt_id=receipt_id, warehouse=receipt.warehouse, quantity=receipt.quantity)
+    try:
+        await signal_replenishment(
+            client,
+            sku,
+            received,
+            task_queue=settings.task_queue,
+            rpc_timeout=timedelta(seconds=settings.api_workflow_timeout_seconds),
+        )
+    except RPCError as error:
+        if not temporal_unavailable(error):
+            raise
+        raise ReceiptNotPassedOn(sku, receipt_id) from error
     if not booked:
         response.status_code = status.HTTP_200_OK
     return level

@@ -11,12 +11,11 @@ import asyncio
 import structlog
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth import require_role
 from api.deps import SessionmakerDep
+from api.errors import database_unavailable
 from api.metrics import ApiMetrics
 from db.metrics import ServiceState, read_state
 from security.api_keys import Role
@@ -39,6 +38,9 @@ async def _state(sessionmaker: async_sessionmaker[AsyncSession]) -> ServiceState
     try:
         async with asyncio.timeout(STATE_TIMEOUT_SECONDS), sessionmaker() as session:
             return await read_state(session)
-    except (OperationalError, PoolTimeout, TimeoutError):
+    except Exception as error:
+        # The database not answering in time, in the words of the one error table; anything else is a bug.
+        if not (isinstance(error, TimeoutError) or database_unavailable(error)):
+            raise
         log.warning("metrics_state_unavailable", exc_info=True)
         return None

@@ -19,10 +19,10 @@ from models.order import (
     OrderAccepted,
     OrderPage,
     OrderRequest,
-    OrderState,
     OrderStatus,
     ReviewRequest,
 )
+from models.views import OrderView
 from security.api_keys import Principal, Role
 from security.limits import RateLimiter, retry_after
 
@@ -109,19 +109,20 @@ async def get_orders(
         )
 
 
-@router.get("/{order_id}", response_model=OrderState, responses=error_responses(404, 409, 422, 503))
-async def get_order(order_id: OrderId, orders: OrdersDep, caller: Follower) -> OrderState:
+@router.get("/{order_id}", response_model=OrderView, responses=error_responses(404, 409, 422, 503))
+async def get_order(order_id: OrderId, orders: OrdersDep, caller: Follower) -> OrderView:
+    """The order as it stands: status, customer, lines with allocations, total, review, shipment, invoice, timeline."""
     return await orders.state(order_id, client_id=client_scope(caller))
 
 
-@router.post("/{order_id}/cancel", response_model=OrderState, responses=error_responses(404, 409, *BODY_ERRORS, 503))
-async def cancel_order(order_id: OrderId, cancel: CancelRequest, orders: OrdersDep, caller: Follower) -> OrderState:
+@router.post("/{order_id}/cancel", response_model=OrderView, responses=error_responses(404, 409, *BODY_ERRORS, 503))
+async def cancel_order(order_id: OrderId, cancel: CancelRequest, orders: OrdersDep, caller: Follower) -> OrderView:
     """Cancel an order that has not shipped; 409 with the reason when the order refuses."""
     return await orders.cancel(order_id, cancel.reason, actor=caller.role.value, client_id=client_scope(caller))
 
 
-@router.post("/{order_id}/review", response_model=OrderState, responses=error_responses(404, 409, *BODY_ERRORS, 503))
-async def review_order(order_id: OrderId, review: ReviewRequest, orders: OrdersDep, caller: Reviewer) -> OrderState:
+@router.post("/{order_id}/review", response_model=OrderView, responses=error_responses(404, 409, *BODY_ERRORS, 503))
+async def review_order(order_id: OrderId, review: ReviewRequest, orders: OrdersDep, caller: Reviewer) -> OrderView:
     """An operator's decision on an order waiting for manual review."""
     return await orders.review(
         order_id, approve=review.decision == "approve", note=review.note, actor=caller.role.value

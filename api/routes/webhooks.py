@@ -3,10 +3,17 @@
 A delivery is taken only when it is signed with the carrier's secret (security.signing),
 recent, and not seen before. The signature is checked on the raw body before anything reads
 it; a refusal is a 401 saying why, logged as a security event, and signals no workflow.
+
+A taken delivery is remembered and committed first, then signalled to its order with no
+database connection held: a Temporal that is slow or away never ties up the pool. A delivery
+that could not be signalled (Temporal not answering: 503 with Retry-After; the order unknown:
+404) is forgotten again, so the carrier's retry of it is taken, not refused as a replay. A
+signal that timed out but did arrive is harmless to repeat: the order keeps one of each event id.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -99,15 +106,28 @@ async def carrier_event(
     except signing.SignatureError as error:
         raise _refused(request, type(error).__name__, str(error)) from error
 
+    event = _tracking_event(body)
     await _purge_now_and_then(request, sessionmaker, settings.webhook_tolerance_seconds)
-    # Remembered in the transaction that signals: a signal that fails leaves the delivery
-    # unremembered, so the carrier's retry of it is not mistaken for a replay.
     async with sessionmaker.begin() as session:
         if not await webhooks.remember_delivery(session, verified.signature, CARRIER, datetime.now(UTC)):
             raise _refused(request, "Replay", "this delivery was already received")
-        event = _tracking_event(body)
+    try:
         await orders.track(event)
+    except BaseException:
+        # Shielded: a request cancelled mid-signal (the carrier hung up) still forgets its delivery.
+        await asyncio.shield(_forget(sessionmaker, verified.signature))
+        raise
     return Accepted()
+
+
+async def _forget(sessionmaker: SessionmakerDep, signature: str) -> None:
+    try:
+        async with sessionmaker.begin() as session:
+            await webhooks.forget_delivery(session, signature)
+    except Exception:
+        # The database failing too: the carrier's verbatim retry is refused as a replay until the note
+        # expires, while a retry signed afresh (as carriers sign each attempt) is taken.
+        log.exception("webhook delivery not forgotten", source=CARRIER)
 
 
 def _tracking_event(body: bytes) -> TrackingEvent:
