@@ -6,7 +6,8 @@ Every HTTP request passes the guard before FastAPI reads its body:
    the response and bound to every log line written while it is served (with the order_id and
    workflow_id of a path that names an order); Temporal calls made meanwhile carry it on to the
    workflow (observability.request_id).
-2. A source address blocked after repeated failed authentications is answered 429 with
+2. A source address blocked after repeated failed authentications (wrong or malformed keys;
+   a request without any credential is no guess and does not count) is answered 429 with
    Retry-After, whatever key it sends (health probes excepted).
 3. A request for any path but the public ones (api.auth.PUBLIC_PATHS) is authenticated here,
    so a caller without a usable key learns nothing, not even whether its body would parse;
@@ -51,6 +52,10 @@ from security.limits import SourceBlocker, retry_after
 
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 REFUSED_FOR_WHO = frozenset({401, 403, 429})
+# The failed authentications that count towards blocking a source: a key was presented and is wrong.
+# A request with no credential at all guesses nothing (the Temporal UI sends dozens of them for one
+# page before the operator signs in at /codec/login), so it is answered 401 and not counted.
+GUESSES = frozenset({"malformed", "refused"})
 _TARGET_STATE = "audit_target"
 
 log = structlog.get_logger("oms.security")
@@ -184,7 +189,7 @@ class Guard:
         }
         if outcome == AuditOutcome.UNAUTHENTICATED:
             log.warning("auth_failed", **fields, reason=exchange.auth_failure)
-            if exchange.path not in PUBLIC_PATHS and self._blocker.failed(exchange.source):
+            if exchange.auth_failure in GUESSES and self._blocker.failed(exchange.source):
                 log.warning("source_blocked", **fields, block_seconds=self._blocker.block_seconds)
         elif outcome == AuditOutcome.FORBIDDEN:
             log.warning("access_denied", **fields)

@@ -1,0 +1,166 @@
+"""Operators in a real browser: the Temporal UI of `make run`, and the codec sign-in, in Chromium.
+
+Playwright drives Debian's Chromium (TEST_CHROMIUM, which `make test` sets through
+scripts/install-chromium.sh; else `chromium` on the PATH): it never downloads a browser of its
+own, and a missing browser fails these tests. One local stack, started as `make run` starts it
+on free ports, serves the whole module; each test has a browser context of its own, so it starts
+with no cookie and none of the UI's settings stored. Screenshots of what the operator saw are
+kept in each test's tmp_path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, Response, async_playwright, expect
+
+from scripts.local_stack import ADMIN_KEY_FILE, DEMO_ORDER
+from settings import Settings
+from tests.keys import bearer
+from tests.test_local_stack import (
+    alive,
+    descendants,
+    read_order,
+    stack_environment,
+    start_stack,
+    stop,
+    wait_until_ready,
+)
+
+# Without the background-networking flags Chromium reaches out to the network on its own.
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DESKTOP = {"width": 1400, "height": 1000}
+# What the UI shows while its codec endpoint refuses it.
+CODEC_REFUSED = "Codec Server could not connect"
+# The UI decodes a page's payloads on a loaded machine too.
+DECODED_SECONDS = 60
+NAMESPACE = Settings.model_fields["temporal_namespace"].default
+
+
+@dataclass(frozen=True)
+class LocalStack:
+    env: dict[str, str]
+    api: str
+    ui: str
+    admin_key: str
+    workflow_id: str
+
+    @property
+    def codec_endpoint(self) -> str:
+        """The endpoint the banner of `make run` names ("payloads decoded by ...")."""
+        return f"{self.api}/codec"
+
+    def order_page(self) -> str:
+        return f"{self.ui}/namespaces/{NAMESPACE}/workflows/{self.workflow_id}"
+
+    def place_order(self) -> httpx.Response:
+        return httpx.post(
+            f"{self.api}/orders",
+            content=DEMO_ORDER,
+            timeout=10,
+            headers={
+                "Content-Type": "application/json",
+                "Idempotency-Key": str(uuid.uuid4()),
+                **bearer(self.admin_key),
+            },
+        )
+
+
+@pytest.fixture(scope="module")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """`make run` on free ports, with one demo order delivered (so its page has an input, events and a result)."""
+    folder = tmp_path_factory.mktemp("temporal-ui")
+    env = stack_environment(folder / "data")
+    output = folder / "stack.log"
+    process = start_stack(env, output)
+    try:
+        wait_until_ready(process, env, output)
+        stack = LocalStack(
+            env=env,
+            api=f"http://127.0.0.1:{env['OMS_API_PORT']}",
+            ui=f"http://127.0.0.1:{env['OMS_STACK_TEMPORAL_UI_PORT']}",
+            admin_key=(folder / "data" / ADMIN_KEY_FILE).read_text().strip(),
+            workflow_id="",
+        )
+        placed = stack.place_order()
+        assert placed.status_code == 202, placed.text
+        read_order(env, placed.json()["order_id"], "delivered")
+        yield replace(stack, workflow_id=placed.json()["workflow_id"])
+        stop(process, output)
+    finally:
+        if process.poll() is None:
+            left = descendants(process.pid)
+            process.kill()
+            process.wait()
+            for pid in left:
+                if alive(pid):
+                    os.killpg(pid, signal.SIGKILL)
+
+
+def chromium_path() -> str:
+    path = os.environ.get("TEST_CHROMIUM") or shutil.which("chromium")
+    if not path:
+        pytest.fail("no Chromium: run the suite with `make test`, which installs Debian's chromium package")
+    return path
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_FLAGS)
+        yield browser
+        await browser.close()
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    """A desktop-sized page in a fresh browser context: no cookies, nothing in local storage."""
+    context = await browser.new_context(viewport=DESKTOP)
+    yield await context.new_page()
+    await context.close()
+
+
+def codec_answers(page: Page, stack: LocalStack) -> list[int]:
+    """The status codes of the codec calls the page makes from now on, as they arrive."""
+    answers: list[int] = []
+
+    def record(response: Response) -> None:
+        if response.url.startswith(stack.codec_endpoint + "/decode"):
+            answers.append(response.status)
+
+    page.on("response", record)
+    return answers
+
+
+async def test_opening_an_order_before_signing_in_to_the_codec_locks_nobody_out(
+    local_stack: LocalStack, page: Page, tmp_path: Path
+) -> None:
+    decode_answers = codec_answers(page, local_stack)
+
+    await page.goto(local_stack.order_page())
+    # The banner above the order; the icon at the top right says the same.
+    await expect(page.locator("#content").get_by_text(CODEC_REFUSED)).to_be_visible(timeout=DECODED_SECONDS * 1000)
+    await page.wait_for_load_state("networkidle")
+    await page.screenshot(path=tmp_path / "order-before-sign-in.png", full_page=True)
+    placed = local_stack.place_order()
+
+    assert placed.status_code == 202, placed.text
+    # More unsigned calls than the failures that block a source, and each a plain 401, never a 429.
+    assert len(decode_answers) > Settings.model_fields["auth_failure_limit"].default
+    assert set(decode_answers) == {401}
