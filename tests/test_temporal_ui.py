@@ -11,6 +11,7 @@ kept in each test's tmp_path.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import uuid
@@ -46,6 +47,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 DESKTOP = {"width": 1400, "height": 1000}
+PHONE = {"width": 390, "height": 844}
 # What the UI shows while its codec endpoint refuses it.
 CODEC_REFUSED = "Codec Server could not connect"
 # The UI decodes a page's payloads on a loaded machine too.
@@ -63,7 +65,6 @@ class LocalStack:
 
     @property
     def codec_endpoint(self) -> str:
-        """The endpoint the banner of `make run` names ("payloads decoded by ...")."""
         return f"{self.api}/codec"
 
     def order_page(self) -> str:
@@ -152,6 +153,11 @@ async def test_opening_an_order_before_signing_in_to_the_codec_locks_nobody_out(
     local_stack: LocalStack, page: Page, tmp_path: Path
 ) -> None:
     decode_answers = codec_answers(page, local_stack)
+    elsewhere: list[str] = []
+    page.on(
+        "request",
+        lambda request: None if request.url.startswith("http://127.0.0.1:") else elsewhere.append(request.url),
+    )
 
     await page.goto(local_stack.order_page())
     # The banner above the order; the icon at the top right says the same.
@@ -164,3 +170,54 @@ async def test_opening_an_order_before_signing_in_to_the_codec_locks_nobody_out(
     # More unsigned calls than the failures that block a source, and each a plain 401, never a 429.
     assert len(decode_answers) > Settings.model_fields["auth_failure_limit"].default
     assert set(decode_answers) == {401}
+    # Nor does the UI of the local stack reach out of the machine (for its news feed).
+    assert elsewhere == []
+
+
+async def test_an_operator_following_the_readme_sees_an_order_decoded(
+    local_stack: LocalStack, page: Page, tmp_path: Path
+) -> None:
+    # README, "The codec endpoint: decoded orders in the Temporal UI", step by step.
+    # 1. Sign in at /codec/login with an operator or admin key.
+    await page.goto(f"{local_stack.api}/codec/login")
+    await page.get_by_label("API key").fill(local_stack.admin_key)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("status")).to_have_text(re.compile("^Signed in"))
+    endpoint = await page.locator("#endpoint").inner_text()
+    # 2. In the Temporal UI, open the Codec Server settings from the icon at the top right.
+    await page.goto(local_stack.ui)
+    await page.get_by_role("button", name=re.compile("^Codec Server")).click()
+    # 3. Use the browser setting: the endpoint the sign-in page shows, with cross-origin credentials; Apply.
+    await page.get_by_text("Use my browser setting and ignore Cluster-level setting.").click()
+    await page.get_by_placeholder("Paste your endpoint here").fill(endpoint)
+    await page.get_by_text("Include cross-origin credentials").click()
+    await page.screenshot(path=tmp_path / "codec-settings.png")
+    await page.get_by_role("button", name="Apply").click()
+    # 4. Click an order in the workflow list.
+    await page.get_by_role("link", name=local_stack.workflow_id).click()
+
+    # Its input (the order as placed) and its result (the order as it ended), decoded.
+    await expect(page.get_by_text('"MUG-001"').first).to_be_visible(timeout=DECODED_SECONDS * 1000)
+    await expect(page.get_by_text('"delivered"').first).to_be_visible(timeout=DECODED_SECONDS * 1000)
+    await page.wait_for_load_state("networkidle")
+    await page.screenshot(path=tmp_path / "order-decoded.png", full_page=True)
+    await expect(page.get_by_text(CODEC_REFUSED)).to_have_count(0)
+    assert endpoint == local_stack.codec_endpoint
+
+
+async def test_the_codec_sign_in_page_fits_a_phone_and_names_the_endpoint_to_paste(
+    local_stack: LocalStack, browser: Browser, tmp_path: Path
+) -> None:
+    context = await browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    try:
+        page = await context.new_page()
+        await page.goto(f"{local_stack.api}/codec/login")
+        await page.screenshot(path=tmp_path / "sign-in-phone.png", full_page=True)
+
+        await expect(page.get_by_label("API key")).to_be_visible()
+        await expect(page.get_by_role("button", name="Sign in")).to_be_in_viewport()
+        await expect(page.get_by_text(local_stack.codec_endpoint, exact=True)).to_be_visible()
+        overflow = await page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0
+    finally:
+        await context.close()
