@@ -18,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -70,17 +71,14 @@ class LocalStack:
     def order_page(self) -> str:
         return f"{self.ui}/namespaces/{NAMESPACE}/workflows/{self.workflow_id}"
 
+    def as_admin(self, method: str, path: str, **options: Any) -> httpx.Response:
+        """A call to the API with the local admin key, as the banner's curl makes it."""
+        headers = {**bearer(self.admin_key), **options.pop("headers", {})}
+        return httpx.request(method, f"{self.api}{path}", headers=headers, timeout=10, **options)
+
     def place_order(self) -> httpx.Response:
-        return httpx.post(
-            f"{self.api}/orders",
-            content=DEMO_ORDER,
-            timeout=10,
-            headers={
-                "Content-Type": "application/json",
-                "Idempotency-Key": str(uuid.uuid4()),
-                **bearer(self.admin_key),
-            },
-        )
+        headers = {"Content-Type": "application/json", "Idempotency-Key": str(uuid.uuid4())}
+        return self.as_admin("POST", "/orders", content=DEMO_ORDER, headers=headers)
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +147,17 @@ def codec_answers(page: Page, stack: LocalStack) -> list[int]:
     return answers
 
 
+async def until_settled(page: Page, answers: list[int]) -> None:
+    """Until the page has made no codec call for a second: the UI decodes a page's payloads in batches."""
+    seen = -1
+    for _ in range(DECODED_SECONDS):
+        if len(answers) == seen:
+            return
+        seen = len(answers)
+        await page.wait_for_timeout(1000)
+    raise AssertionError(f"the UI was still calling the codec endpoint after {DECODED_SECONDS}s")
+
+
 async def test_opening_an_order_before_signing_in_to_the_codec_locks_nobody_out(
     local_stack: LocalStack, page: Page, tmp_path: Path
 ) -> None:
@@ -162,7 +171,7 @@ async def test_opening_an_order_before_signing_in_to_the_codec_locks_nobody_out(
     await page.goto(local_stack.order_page())
     # The banner above the order; the icon at the top right says the same.
     await expect(page.locator("#content").get_by_text(CODEC_REFUSED)).to_be_visible(timeout=DECODED_SECONDS * 1000)
-    await page.wait_for_load_state("networkidle")
+    await until_settled(page, decode_answers)
     await page.screenshot(path=tmp_path / "order-before-sign-in.png", full_page=True)
     placed = local_stack.place_order()
 
@@ -174,18 +183,16 @@ async def test_opening_an_order_before_signing_in_to_the_codec_locks_nobody_out(
     assert elsewhere == []
 
 
-async def test_an_operator_following_the_readme_sees_an_order_decoded(
-    local_stack: LocalStack, page: Page, tmp_path: Path
-) -> None:
-    # README, "The codec endpoint: decoded orders in the Temporal UI", step by step.
+async def set_up_the_codec(page: Page, stack: LocalStack, key: str, tmp_path: Path) -> str:
+    """Steps 1 to 3 of the README's "decoded orders in the Temporal UI"; returns the endpoint pasted."""
     # 1. Sign in at /codec/login with an operator or admin key.
-    await page.goto(f"{local_stack.api}/codec/login")
-    await page.get_by_label("API key").fill(local_stack.admin_key)
+    await page.goto(f"{stack.api}/codec/login")
+    await page.get_by_label("API key").fill(key)
     await page.get_by_role("button", name="Sign in").click()
     await expect(page.get_by_role("status")).to_have_text(re.compile("^Signed in"))
     endpoint = await page.locator("#endpoint").inner_text()
     # 2. In the Temporal UI, open the Codec Server settings from the icon at the top right.
-    await page.goto(local_stack.ui)
+    await page.goto(stack.ui)
     await page.get_by_role("button", name=re.compile("^Codec Server")).click()
     # 3. Use the browser setting: the endpoint the sign-in page shows, with cross-origin credentials; Apply.
     await page.get_by_text("Use my browser setting and ignore Cluster-level setting.").click()
@@ -193,6 +200,13 @@ async def test_an_operator_following_the_readme_sees_an_order_decoded(
     await page.get_by_text("Include cross-origin credentials").click()
     await page.screenshot(path=tmp_path / "codec-settings.png")
     await page.get_by_role("button", name="Apply").click()
+    return endpoint
+
+
+async def test_an_operator_following_the_readme_sees_an_order_decoded(
+    local_stack: LocalStack, page: Page, tmp_path: Path
+) -> None:
+    endpoint = await set_up_the_codec(page, local_stack, local_stack.admin_key, tmp_path)
     # 4. Click an order in the workflow list.
     await page.get_by_role("link", name=local_stack.workflow_id).click()
 
@@ -203,6 +217,28 @@ async def test_an_operator_following_the_readme_sees_an_order_decoded(
     await page.screenshot(path=tmp_path / "order-decoded.png", full_page=True)
     await expect(page.get_by_text(CODEC_REFUSED)).to_have_count(0)
     assert endpoint == local_stack.codec_endpoint
+
+
+async def test_a_session_whose_key_was_revoked_since_locks_nobody_out(
+    local_stack: LocalStack, page: Page, tmp_path: Path
+) -> None:
+    made = local_stack.as_admin("POST", "/keys", json={"name": "night shift", "role": "operator"})
+    assert made.status_code == 201, made.text
+    await set_up_the_codec(page, local_stack, made.json()["key"], tmp_path)
+    revoked = local_stack.as_admin("POST", f"/keys/{made.json()['key_id']}/revoke")
+    assert revoked.status_code == 200, revoked.text
+    decode_answers = codec_answers(page, local_stack)
+
+    await page.get_by_role("link", name=local_stack.workflow_id).click()
+    await expect(page.locator("#content").get_by_text(CODEC_REFUSED)).to_be_visible(timeout=DECODED_SECONDS * 1000)
+    await until_settled(page, decode_answers)
+    await page.screenshot(path=tmp_path / "order-with-revoked-session.png", full_page=True)
+    placed = local_stack.place_order()
+
+    assert placed.status_code == 202, placed.text
+    # Every call carried the same revoked key: one wrong guess, however many calls.
+    assert len(decode_answers) > Settings.model_fields["auth_failure_limit"].default
+    assert set(decode_answers) == {401}
 
 
 async def test_the_codec_sign_in_page_fits_a_phone_and_names_the_endpoint_to_paste(

@@ -11,6 +11,8 @@ makes never includes credentials. The sign-in page lists the steps.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from typing import Annotated, Any
 
@@ -20,7 +22,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.auth import require_role
-from api.deps import KeyringDep
+from api.deps import KeyringDep, SettingsDep
 from api.errors import BODY_ERRORS, Unauthenticated, error_responses
 from security.api_keys import Principal, Role
 from security.codec import EncryptionCodec, decode_codec_body, encode_codec_body
@@ -64,6 +66,23 @@ PAYLOADS_BODY: dict[str, Any] = {
 }
 
 
+def session_cookie(key: str, secret: str) -> str:
+    """The cookie's value: the key and this service's signature of it."""
+    return f"{key}.{_signature(key, secret)}"
+
+
+def session_key(cookie: str, secret: str) -> str | None:
+    """The key in a session cookie this service signed; None for any other value (forged, or unsigned)."""
+    key, dot, signature = cookie.rpartition(".")
+    if not dot or not hmac.compare_digest(signature.encode(), _signature(key, secret).encode()):
+        return None
+    return key
+
+
+def _signature(key: str, secret: str) -> str:
+    return hmac.new(secret.encode(), b"codec-session:" + key.encode(), hashlib.sha256).hexdigest()
+
+
 async def _body(request: Request) -> Any:
     try:
         return json.loads(await request.body())
@@ -84,15 +103,20 @@ async def encode(request: Request, keyring: KeyringDep, _caller: Operator) -> di
 
 
 @router.post("/session", status_code=status.HTTP_204_NO_CONTENT)
-async def open_session(request: Request, response: Response, _caller: Operator) -> None:
-    """Keep the presented operator key in an HttpOnly cookie for /codec, so the UI's calls carry it."""
+async def open_session(request: Request, response: Response, settings: SettingsDep, _caller: Operator) -> None:
+    """Keep the presented operator key in an HttpOnly cookie for /codec, so the UI's calls carry it.
+
+    The cookie is signed, so the guard knows a session it opened from a forged one: when the key of
+    a signed session stops working (revoked, locked), the UI's calls with it are refused without
+    counting as guesses that block the address.
+    """
     key = request.headers.get("authorization", "").partition(" ")[2].strip()
     if not key:
         # Only a key presented in the header opens a session; an existing cookie does not renew itself.
         raise Unauthenticated()
     response.set_cookie(
         SESSION_COOKIE,
-        key,
+        session_cookie(key, settings.api_key_hash_secret),
         max_age=SESSION_SECONDS,
         path=PREFIX,
         httponly=True,
