@@ -26,8 +26,10 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# PostgreSQL and Chromium (for the browser tests) are installed from Debian's packages when missing.
 test: install lint
-	TEST_DATABASE_URL="$$(scripts/test-postgres.sh)" $(BIN)/pytest
+	database="$$(scripts/test-postgres.sh)" && browser="$$(scripts/install-chromium.sh)" && \
+	TEST_DATABASE_URL="$$database" TEST_CHROMIUM="$$browser" $(BIN)/pytest
 
 # Orders per second against bare Temporal workflows on the same server; see bench/run.py --help.
 bench: install

@@ -6,8 +6,10 @@ Every HTTP request passes the guard before FastAPI reads its body:
    the response and bound to every log line written while it is served (with the order_id and
    workflow_id of a path that names an order); Temporal calls made meanwhile carry it on to the
    workflow (observability.request_id).
-2. A source address blocked after repeated failed authentications is answered 429 with
-   Retry-After, whatever key it sends (health probes excepted).
+2. A source address blocked after repeated failed authentications (wrong or malformed keys;
+   a request without any credential, or with a signed codec session whose key no longer works,
+   is no guess and does not count) is answered 429 with Retry-After, whatever key it sends
+   (health probes excepted).
 3. A request for any path but the public ones (api.auth.PUBLIC_PATHS) is authenticated here,
    so a caller without a usable key learns nothing, not even whether its body would parse;
    unknown paths included. The route's `require_role` then checks the role. CORS preflights
@@ -41,6 +43,7 @@ from api.errors import Unauthenticated, error_response
 from api.route_templates import RouteTemplates
 from api.routes.codec import PREFIX as CODEC_PREFIX
 from api.routes.codec import SESSION_COOKIE as CODEC_SESSION_COOKIE
+from api.routes.codec import session_key
 from db.audit import append_entry
 from db.engine import statement_by_statement
 from models.audit import AuditEntry, AuditOutcome
@@ -51,6 +54,12 @@ from security.limits import SourceBlocker, retry_after
 
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 REFUSED_FOR_WHO = frozenset({401, 403, 429})
+# The failed authentications that count towards blocking a source: a key was presented and is wrong.
+# A request with no credential at all guesses nothing (the Temporal UI sends dozens of them for one
+# page before the operator signs in at /codec/login), nor does one with a codec session this service
+# signed whose key has since been revoked or locked (the UI sends it on every call): both are answered
+# 401 and not counted.
+GUESSES = frozenset({"malformed", "refused"})
 _TARGET_STATE = "audit_target"
 
 log = structlog.get_logger("oms.security")
@@ -70,6 +79,8 @@ class _Exchange:
     source: str
     request_id: str
     presented_key_id: str | None = None
+    # The key came from a codec session cookie this service signed.
+    signed_session: bool = False
     auth_failure: str | None = None
     principal: Principal | None = None
     blocked: bool = False
@@ -124,7 +135,9 @@ class Guard:
             await self.app(scope, receive, send)
             return
         try:
-            principal = await self._authenticate(scope["app"], _credentials(headers, exchange.path), exchange)
+            principal = await self._authenticate(
+                scope["app"], self._credentials(scope["app"], headers, exchange), exchange
+            )
         except (OperationalError, PoolTimeout):
             # Down, or every connection busy: either way the caller should come back shortly.
             await error_response(503, "the database is unavailable", retry_after=5)(scope, receive, send)
@@ -137,6 +150,19 @@ class Guard:
         scope.setdefault("state", {})["principal"] = principal
         with structlog.contextvars.bound_contextvars(actor_key_id=principal.key_id):
             await self.app(scope, receive, send)
+
+    def _credentials(self, app: FastAPI, headers: Headers, exchange: _Exchange) -> str | None:
+        """The Authorization header; for the codec endpoint, the key in its session cookie will do too."""
+        authorization = headers.get("authorization")
+        if authorization is not None or not exchange.path.startswith(CODEC_PREFIX + "/"):
+            return authorization
+        cookie = cookie_parser(headers.get("cookie", "")).get(CODEC_SESSION_COOKIE)
+        if not cookie:
+            return None
+        key = session_key(cookie, app.state.settings.api_key_hash_secret)
+        exchange.signed_session = key is not None
+        # An unsigned value is taken as a key presented, wrong unless it is one.
+        return f"Bearer {key or cookie}"
 
     async def _authenticate(self, app: FastAPI, authorization: str | None, exchange: _Exchange) -> Principal | None:
         if not authorization:
@@ -184,7 +210,8 @@ class Guard:
         }
         if outcome == AuditOutcome.UNAUTHENTICATED:
             log.warning("auth_failed", **fields, reason=exchange.auth_failure)
-            if exchange.path not in PUBLIC_PATHS and self._blocker.failed(exchange.source):
+            guess = exchange.auth_failure in GUESSES and not exchange.signed_session
+            if guess and self._blocker.failed(exchange.source):
                 log.warning("source_blocked", **fields, block_seconds=self._blocker.block_seconds)
         elif outcome == AuditOutcome.FORBIDDEN:
             log.warning("access_denied", **fields)
@@ -216,16 +243,6 @@ class Guard:
         except Exception:
             # The entry itself goes to the log, so what happened is not lost with the database.
             log.exception("audit_write_failed", category="security", **entry.model_dump(mode="json", exclude={"id"}))
-
-
-def _credentials(headers: Headers, path: str) -> str | None:
-    """The Authorization header; for the codec endpoint, the key in its session cookie will do too."""
-    authorization = headers.get("authorization")
-    if authorization is None and path.startswith(CODEC_PREFIX + "/"):
-        session = cookie_parser(headers.get("cookie", "")).get(CODEC_SESSION_COOKIE)
-        if session:
-            return f"Bearer {session}"
-    return authorization
 
 
 def _order_context(ids: dict[str, str]) -> dict[str, str]:

@@ -8,7 +8,8 @@ environment. If any child dies the rest are stopped and the exit status is 1.
 Payloads and customer data are encrypted: unless keys are configured
 (OMS_ENCRYPTION_KEYS or OMS_ENCRYPTION_KEY_FILE), the first run makes a key file
 in the data folder and every later run reuses it. The Temporal UI decodes
-payloads through the API's codec endpoint.
+payloads through the API's codec endpoint once the operator has signed in at
+its /codec/login page and followed the steps listed there.
 
 The API requires a key: the first run makes a local admin key, kept in the data
 folder (`admin-key`, readable by its owner only) and reused by every later run,
@@ -303,6 +304,8 @@ class LocalStack:
             str(self.config.temporal_ui_port),
             "--ui-codec-endpoint",
             self.config.codec_url,
+            # The UI's news feed is fetched from the internet; a local stack needs none of it.
+            "--ui-disable-news-fetch",
             "--namespace",
             self.settings.temporal_namespace,
             "--log-level",
@@ -366,6 +369,7 @@ class LocalStack:
 
     def banner(self) -> str:
         api = self.config.api_url
+        ui = f"http://127.0.0.1:{self.config.temporal_ui_port}"
         admin_key_file = self.config.data_dir / ADMIN_KEY_FILE
         place_order = " ".join(
             [
@@ -384,7 +388,7 @@ class LocalStack:
 Order management is running. Ctrl-C stops everything.
 
   API          {api}   (OpenAPI docs: {api}/docs)
-  Temporal UI  http://127.0.0.1:{self.config.temporal_ui_port}   (payloads decoded by {self.config.codec_url})
+  Temporal UI  {ui}   (to see orders decoded, sign in at {self.config.codec_url}/login)
   Stand-ins    http://127.0.0.1:{self.config.standins_port}
   Metrics      API {api}/metrics   (Prometheus text; an operator or admin key)
                worker {worker_metrics}   (Temporal SDK metrics)

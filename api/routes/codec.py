@@ -3,12 +3,16 @@
 The UI posts `{"payloads": [...]}` to /codec/decode (and /codec/encode) from the operator's
 browser. Callers need an operator or admin key: as a Bearer header (the CLI, scripts) or, for a
 browser, as the session cookie that /codec/login sets once the operator has entered a key there.
-The cookie is HttpOnly, limited to /codec and same-site; the UI sends it when its codec setting
-"Include cross-origin credentials" is on, from an origin in OMS_CODEC_CORS_ORIGINS.
+The cookie is HttpOnly, limited to /codec and same-site. The UI sends it only with its browser-level
+codec setting ("Use my browser setting", this endpoint, "Include cross-origin credentials" on),
+from an origin in OMS_CODEC_CORS_ORIGINS: the cluster-level setting that `--ui-codec-endpoint`
+makes never includes credentials. The sign-in page lists the steps.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from typing import Annotated, Any
 
@@ -18,7 +22,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.auth import require_role
-from api.deps import KeyringDep
+from api.deps import KeyringDep, SettingsDep
 from api.errors import BODY_ERRORS, Unauthenticated, error_responses
 from security.api_keys import Principal, Role
 from security.codec import EncryptionCodec, decode_codec_body, encode_codec_body
@@ -62,6 +66,23 @@ PAYLOADS_BODY: dict[str, Any] = {
 }
 
 
+def session_cookie(key: str, secret: str) -> str:
+    """The cookie's value: the key and this service's signature of it."""
+    return f"{key}.{_signature(key, secret)}"
+
+
+def session_key(cookie: str, secret: str) -> str | None:
+    """The key in a session cookie this service signed; None for any other value (forged, or unsigned)."""
+    key, dot, signature = cookie.rpartition(".")
+    if not dot or not hmac.compare_digest(signature.encode(), _signature(key, secret).encode()):
+        return None
+    return key
+
+
+def _signature(key: str, secret: str) -> str:
+    return hmac.new(secret.encode(), b"codec-session:" + key.encode(), hashlib.sha256).hexdigest()
+
+
 async def _body(request: Request) -> Any:
     try:
         return json.loads(await request.body())
@@ -82,15 +103,20 @@ async def encode(request: Request, keyring: KeyringDep, _caller: Operator) -> di
 
 
 @router.post("/session", status_code=status.HTTP_204_NO_CONTENT)
-async def open_session(request: Request, response: Response, _caller: Operator) -> None:
-    """Keep the presented operator key in an HttpOnly cookie for /codec, so the UI's calls carry it."""
+async def open_session(request: Request, response: Response, settings: SettingsDep, _caller: Operator) -> None:
+    """Keep the presented operator key in an HttpOnly cookie for /codec, so the UI's calls carry it.
+
+    The cookie is signed, so the guard knows a session it opened from a forged one: when the key of
+    a signed session stops working (revoked, locked), the UI's calls with it are refused without
+    counting as guesses that block the address.
+    """
     key = request.headers.get("authorization", "").partition(" ")[2].strip()
     if not key:
         # Only a key presented in the header opens a session; an existing cookie does not renew itself.
         raise Unauthenticated()
     response.set_cookie(
         SESSION_COOKIE,
-        key,
+        session_cookie(key, settings.api_key_hash_secret),
         max_age=SESSION_SECONDS,
         path=PREFIX,
         httponly=True,
@@ -105,21 +131,37 @@ async def close_session(response: Response, _caller: Operator) -> None:
 
 
 LOGIN_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Order management: codec sign-in</title></head>
-<body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Order management: codec sign-in</title>
+<style>
+body { font-family: sans-serif; line-height: 1.4; max-width: 40em; margin: 2em auto; padding: 0 1em; }
+input, button { font: inherit; padding: 0.4em; }
+input { display: block; width: 100%; box-sizing: border-box; margin: 0.3em 0 0.6em; }
+code { overflow-wrap: anywhere; }
+</style></head>
+<body>
 <h1>Show decoded orders in the Temporal UI</h1>
-<p>Enter an operator or admin API key. It is kept in a cookie for this service's codec endpoint only,
-for 8 hours. In the Temporal UI, open the codec server settings and turn on
-"Include cross-origin credentials".</p>
-<form id="login"><input id="key" type="password" size="70" autocomplete="off" placeholder="oms_..." required>
-<button>Sign in</button></form><p id="outcome" role="status"></p>
+<form id="login"><label for="key">API key</label> (an operator or admin key)
+<input id="key" type="password" autocomplete="off" placeholder="oms_..." required>
+<button>Sign in</button></form>
+<p id="outcome" role="status"></p>
+<p>The key is kept in a cookie for this service's codec endpoint only, for 8 hours. Then, in the Temporal UI,
+opened under the same host name as this page (127.0.0.1 and localhost are different sites to a browser):</p>
+<ol>
+<li>click the Codec Server icon at the top right;</li>
+<li>choose "Use my browser setting and ignore Cluster-level setting.";</li>
+<li>paste <code id="endpoint"></code> as the Codec Server browser endpoint;</li>
+<li>turn on "Include cross-origin credentials" and click Apply;</li>
+<li>click an order in the workflow list.</li>
+</ol>
 <script>
+document.getElementById("endpoint").textContent = new URL(".", location.href).href.replace(/\\/$/, "");
 document.getElementById("login").addEventListener("submit", async (event) => {
   event.preventDefault();
   const key = document.getElementById("key").value.trim();
   const answer = await fetch("session", {method: "POST", headers: {Authorization: "Bearer " + key}});
   document.getElementById("outcome").textContent = answer.ok
-    ? "Signed in: the Temporal UI now shows decoded payloads."
+    ? "Signed in: follow the steps below in the Temporal UI."
     : "Refused (" + answer.status + "): an operator or admin key is needed.";
 });
 </script></body></html>
