@@ -32,14 +32,13 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import PROBE_PATHS, PUBLIC_PATHS
-from api.errors import Unauthenticated, error_response
+from api.errors import RETRY_AFTER_SECONDS, Unauthenticated, database_unavailable, error_response
 from api.route_templates import RouteTemplates
 from api.routes.codec import PREFIX as CODEC_PREFIX
 from api.routes.codec import SESSION_COOKIE as CODEC_SESSION_COOKIE
@@ -138,9 +137,13 @@ class Guard:
             principal = await self._authenticate(
                 scope["app"], self._credentials(scope["app"], headers, exchange), exchange
             )
-        except (OperationalError, PoolTimeout):
+        except SQLAlchemyError as error:
+            if not database_unavailable(error):
+                raise
             # Down, or every connection busy: either way the caller should come back shortly.
-            await error_response(503, "the database is unavailable", retry_after=5)(scope, receive, send)
+            await error_response(503, "the database is unavailable", retry_after=RETRY_AFTER_SECONDS)(
+                scope, receive, send
+            )
             return
         if principal is None:
             refusal = Unauthenticated()
