@@ -71,7 +71,7 @@ def worker_environment(stack: Stack) -> dict[str, str]:
 
 def order_body(number: int) -> dict[str, object]:
     return {
-        "customer": {"id": f"crash-{number}", "name": "Crash Test", "email": "c@example.com", "phone": "+3120123456"},
+        "customer": {"id": f"crash-{number}", "name": "Crash Test", "email": "c@example.com", "phone": "+31201234567"},
         "lines": [{"sku": SKU, "quantity": 2, "unit_price": "9.99"}],
         "shipping_address": {
             "name": "Crash Test",
