@@ -1,10 +1,11 @@
 # The two commands: `make run` starts the whole local stack, `make test` runs every test.
 # `make faults` runs the fault drills (REDUCED=1 for small batches).
+# `make test-unit` runs the tests that need neither PostgreSQL nor Temporal, in seconds.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test bench faults lint format clean
+.PHONY: install run test test-unit bench faults lint format clean
 
 install: $(VENV)/.installed
 
@@ -28,6 +29,10 @@ format: install
 
 test: install lint
 	TEST_DATABASE_URL="$$(scripts/test-postgres.sh)" $(BIN)/pytest
+
+# The unit tier (tests/conftest.py): no database, no Temporal server, no TEST_DATABASE_URL.
+test-unit: install
+	env -u TEST_DATABASE_URL $(BIN)/pytest -m unit
 
 # Orders per second against bare Temporal workflows on the same server; see bench/run.py --help.
 bench: install

@@ -386,6 +386,7 @@ async def test_crm_and_notification_failures_never_block_the_order(harness: Harn
     assert final.status == OrderStatus.DELIVERED
 
 
+@pytest.mark.integration
 async def test_no_delivery_confirmation_flags_the_order_for_an_operator(task_queue: str) -> None:
     # A server of its own: skipping time must not wake the other tests' long-running orders.
     env = await WorkflowEnvironment.start_time_skipping(
