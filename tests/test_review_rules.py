@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from domain.review import ReviewFacts, ReviewLimits, email_is_valid, phone_is_valid, review
 from models.order import ReviewDecision, ReviewOutcome
@@ -132,6 +134,17 @@ def test_a_national_number_is_read_in_the_shipping_country() -> None:
 def test_a_country_with_no_numbering_plan_takes_only_international_numbers() -> None:
     assert not phone_is_valid("020 7946 0000", "XX")
     assert phone_is_valid("+44 20 7946 0000", "XX")
+
+
+@given(
+    email=st.text(max_size=254),
+    phone=st.text(max_size=32),
+    country=st.from_regex(r"[A-Z]{2}", fullmatch=True),
+)
+def test_any_contact_details_get_a_yes_or_no_never_an_error(email: str, phone: str, country: str) -> None:
+    # An exception here would fail the review activity on every retry instead of rejecting the order.
+    assert email_is_valid(email) in (True, False)
+    assert phone_is_valid(phone, country) in (True, False)
 
 
 def test_unknown_and_inactive_skus_are_rejected() -> None:
