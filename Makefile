@@ -1,10 +1,11 @@
 # The two commands: `make run` starts the whole local stack, `make test` runs every test.
 # `make faults` runs the fault drills (REDUCED=1 for small batches).
+# `make test-unit` runs the tests that need neither PostgreSQL nor Temporal, in seconds.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test bench faults backup lint format clean
+.PHONY: install run test test-unit bench faults backup lint format clean
 
 install: $(VENV)/.installed
 
@@ -30,6 +31,10 @@ format: install
 test: install lint
 	database="$$(scripts/test-postgres.sh)" && browser="$$(scripts/install-chromium.sh)" && \
 	TEST_DATABASE_URL="$$database" TEST_CHROMIUM="$$browser" $(BIN)/pytest
+
+# The unit tier (tests/conftest.py): no database, no Temporal server, no TEST_DATABASE_URL.
+test-unit: install
+	env -u TEST_DATABASE_URL $(BIN)/pytest -m unit
 
 # Orders per second against bare Temporal workflows on the same server; see bench/run.py --help.
 bench: install

@@ -110,7 +110,7 @@ def _order(name: str, number: int, kind: Kind, draw: random.Random) -> PlannedOr
             "id": customer,
             "name": "Drill Customer",
             "email": f"{customer}@example.com",
-            "phone": "+3120123456",
+            "phone": "+31201234567",
         },
         "lines": lines,
         "shipping_address": {

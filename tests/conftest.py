@@ -1,5 +1,10 @@
 """Shared fixtures: a real PostgreSQL database, the time-skipping Temporal server and the real dev server.
 
+Each test is put in a tier by the services its fixtures reach (TIER_OF_FIXTURE): `unit` (none: no
+PostgreSQL, no Temporal, runs in seconds, `make test-unit`), `integration` (PostgreSQL or the
+time-skipping server) or `system` (the dev server, the whole stack). A test that starts services
+without these fixtures says so with its own `pytest.mark.integration` or `pytest.mark.system`.
+
 Every Temporal client here encrypts its payloads as the service does, under a keyring made
 fresh for the test session (TEST_KEYRING); what the service writes to the database too. Like the
 service's, the clients carry the request id being served on their calls (temporal_client.client_interceptors).
@@ -41,6 +46,33 @@ if TYPE_CHECKING:
     from tests.stack import Stack
 
 BIN = Path(sys.executable).parent
+
+TIERS = {
+    "unit": "needs neither PostgreSQL nor Temporal; the whole tier runs in seconds (make test-unit)",
+    "integration": "needs PostgreSQL or the time-skipping Temporal server",
+    "system": "needs the Temporal dev server or the whole stack",
+}
+# The fixtures that reach a service, and the tier a test using one (directly or through another) is in.
+TIER_OF_FIXTURE = {"database_url": "integration", "time_skipping_env": "integration", "dev_server_env": "system"}
+
+
+def tier_of(item: pytest.Item) -> str:
+    """The highest tier among the test's own marks and the fixtures it reaches; `unit` when there are none."""
+    tiers = {mark.name for mark in item.iter_markers() if mark.name in TIERS}
+    tiers |= {TIER_OF_FIXTURE[name] for name in getattr(item, "fixturenames", ()) if name in TIER_OF_FIXTURE}
+    return max(tiers, key=list(TIERS).index, default="unit")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, meaning in TIERS.items():
+        config.addinivalue_line("markers", f"{name}: {meaning}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(tier_of(item))
+
+
 TEST_KEYRING = Keyring.generate("test-session")
 TEST_CONVERTER = data_converter(TEST_KEYRING)
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from tests import builders
+from tests.builders import AMSTERDAM, line
+
 
 def personal_details() -> dict[str, str]:
     tag = uuid.uuid4().hex[:8]
@@ -20,15 +23,14 @@ def personal_details() -> dict[str, str]:
 def order_body(
     details: dict[str, str], sku: str, *, unit_price: str = "24.00", postal_code: str = "1017 CT"
 ) -> dict[str, Any]:
-    return {
-        "customer": {"id": "cust-pii", "name": details["name"], "email": details["email"], "phone": details["phone"]},
-        "lines": [{"sku": sku, "quantity": 1, "unit_price": unit_price}],
-        "shipping_address": {
+    return builders.order_body(
+        lines=[line(sku, 1, unit_price)],
+        customer={"id": "cust-pii", "name": details["name"], "email": details["email"], "phone": details["phone"]},
+        address={
+            **AMSTERDAM,
             "name": details["name"],
             "line1": details["line1"],
             "line2": details["line2"],
-            "city": "Amsterdam",
             "postal_code": postal_code,
-            "country": "NL",
         },
-    }
+    )

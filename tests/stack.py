@@ -13,13 +13,11 @@ are the staff's; `Stack.http(key)` opens one with any key, or none.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Collection
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -36,31 +34,14 @@ from standins.app import StandinConfig
 from standins.app import create_app as create_standins
 from tests.conftest import TEST_KEYRING
 from tests.keys import Keys, bearer, make_keys
+from tests.polling import NotYet, eventually
 from tests.servers import free_port, running_server
 from worker import running_worker
-
-T = TypeVar("T")
 
 TERMINAL = frozenset(status.value for status in TERMINAL_STATUSES)
 OUTSIDE_SYSTEMS = ("carrier", "finance", "crm", "notifications", "purchasing")
 # Connections the API may hold (twice this with overflow): few, as the database serves many test runs.
 API_POOL_SIZE = 5
-
-
-class NotYet(Exception):
-    """Raised by an `eventually` probe whose condition does not hold yet; its message says why."""
-
-
-async def eventually(probe: Callable[[], Awaitable[T]], *, timeout: float, interval: float = 0.1) -> T:
-    """Call `probe` until it returns instead of raising NotYet or AssertionError; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return await probe()
-        except (NotYet, AssertionError) as problem:
-            if time.monotonic() >= deadline:
-                raise AssertionError(f"not within {timeout:.0f} s: {problem}") from problem
-        await asyncio.sleep(interval)
 
 
 class AnswerLog:

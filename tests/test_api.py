@@ -40,30 +40,13 @@ from models.records import RecordOrderInput, StatusChangeInput
 from models.tables import IdempotencyKeyRow, OrderRow
 from security.signing import sign
 from settings import Settings
+from tests.builders import order_body
 from tests.conftest import TEST_KEYRING
 from tests.keys import CLIENT_ID, Keys, bearer
+from tests.polling import NotYet, eventually
 from tests.servers import running_server
 
 Sessions = async_sessionmaker[AsyncSession]
-
-
-def order_body(**changes: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "customer": {"id": "C-1", "name": "Ada Lovelace", "email": "ada@example.com", "phone": "+44 20 7946 0000"},
-        "lines": [
-            {"sku": "WIDGET-1", "quantity": 2, "unit_price": "50.00"},
-            {"sku": "BOLT-7", "quantity": 4, "unit_price": "5.00"},
-        ],
-        "shipping_address": {
-            "name": "Ada Lovelace",
-            "line1": "12 St James's Sq",
-            "city": "London",
-            "postal_code": "SW1Y 4JH",
-            "country": "GB",
-        },
-    }
-    body.update(changes)
-    return body
 
 
 def api_settings(database_url: str, task_queue: str) -> Settings:
@@ -104,12 +87,14 @@ async def operator(api_url: str, keys: Keys) -> AsyncIterator[httpx.AsyncClient]
 
 async def workflow_runs(temporal: Client, workflow_id: str) -> int:
     """Runs ever started with this id, once visibility has caught up with at least one."""
-    for _ in range(100):
+
+    async def counted() -> int:
         count = (await temporal.count_workflows(f"WorkflowId = '{workflow_id}'")).count
-        if count:
-            return count
-        await asyncio.sleep(0.05)
-    return 0
+        if not count:
+            raise NotYet(f"no run of {workflow_id} is visible yet")
+        return count
+
+    return await eventually(counted, timeout=5, interval=0.05)
 
 
 async def rows(sessionmaker: Sessions, table: Any) -> int:

@@ -8,7 +8,6 @@ orders (`api`, a client key); an operator reviews them (`operator`).
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from models import names
 from models.order import ReviewDecision, ReviewOutcome
 from tests.fakes import FakeSystems
 from tests.keys import Keys, bearer
+from tests.polling import NotYet, eventually
 from tests.servers import running_server
 from tests.test_api import api_settings, order_body, post_tracking
 from workflows.order import OrderWorkflow
@@ -70,12 +70,13 @@ async def operator(api_url: str, keys: Keys) -> AsyncIterator[httpx.AsyncClient]
 
 
 async def until(api: httpx.AsyncClient, order_id: str, status: str) -> dict[str, Any]:
-    for _ in range(300):
+    async def reached() -> dict[str, Any]:
         response = await api.get(f"/orders/{order_id}")
-        if response.status_code == 200 and response.json()["status"] == status:
-            return dict(response.json())
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"order {order_id} never reached {status}: {response.status_code} {response.text}")
+        if response.status_code != 200 or response.json()["status"] != status:
+            raise NotYet(f"order {order_id} is not {status}: {response.status_code} {response.text}")
+        return dict(response.json())
+
+    return await eventually(reached, timeout=15, interval=0.05)
 
 
 async def place(api: httpx.AsyncClient) -> str:

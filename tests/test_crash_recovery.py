@@ -25,6 +25,8 @@ from temporalio.testing import WorkflowEnvironment
 from models.names import SIGNAL_CANCEL
 from models.order import CancelCommand
 from models.tables import OrderRow, ReservationRow
+from tests import builders
+from tests.builders import AMSTERDAM, line
 from tests.stack import OUTSIDE_SYSTEMS, Stack, eventually, running_stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,17 +72,11 @@ def worker_environment(stack: Stack) -> dict[str, str]:
 
 
 def order_body(number: int) -> dict[str, object]:
-    return {
-        "customer": {"id": f"crash-{number}", "name": "Crash Test", "email": "c@example.com", "phone": "+3120123456"},
-        "lines": [{"sku": SKU, "quantity": 2, "unit_price": "9.99"}],
-        "shipping_address": {
-            "name": "Crash Test",
-            "line1": "Damrak 1",
-            "city": "Amsterdam",
-            "postal_code": "1012LG",
-            "country": "NL",
-        },
-    }
+    return builders.order_body(
+        lines=[line(SKU, 2, "9.99")],
+        customer={"id": f"crash-{number}", "name": "Crash Test", "email": "c@example.com", "phone": "+31201234567"},
+        address={**AMSTERDAM, "name": "Crash Test", "line1": "Damrak 1", "postal_code": "1012LG"},
+    )
 
 
 @pytest.fixture

@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models.names import SA_CUSTOMER_ID, SA_ORDER_STATUS, SA_ORDER_TOTAL, SA_SKUS, order_workflow_id
 from models.tables import StockRow
+from tests import builders
+from tests.builders import AMSTERDAM, line
 from tests.stack import NotYet, Stack, eventually, statuses_of
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -35,24 +37,9 @@ def new_sku(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8].upper()}"
 
 
-def line(sku: str, quantity: int, unit_price: str) -> dict[str, Any]:
-    return {"sku": sku, "quantity": quantity, "unit_price": unit_price}
-
-
 def order_body(lines: list[dict[str, Any]], customer_id: str = "cust-1001", **changes: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "customer": {"id": customer_id, "name": "Ada Lovelace", "email": "ada@example.com", "phone": "+31 20 555 0100"},
-        "lines": lines,
-        "shipping_address": {
-            "name": "Ada Lovelace",
-            "line1": "Keizersgracht 1",
-            "city": "Amsterdam",
-            "postal_code": "1015 CJ",
-            "country": "NL",
-        },
-        **changes,
-    }
-    return body
+    customer = {"id": customer_id, "phone": "+31 20 555 0100"}
+    return builders.order_body(lines=lines, customer=customer, address=AMSTERDAM, **changes)
 
 
 def statuses_in_order(timeline: list[dict[str, Any]]) -> list[str]:

@@ -223,6 +223,7 @@ def stack_guard() -> Iterator[list[subprocess.Popen[bytes]]]:
                     os.killpg(pid, signal.SIGKILL)
 
 
+@pytest.mark.system
 def test_make_run_serves_the_api_and_temporal_ui_and_ctrl_c_stops_every_child(
     tmp_path: Path, stack_guard: list[subprocess.Popen[bytes]]
 ) -> None:
@@ -289,6 +290,7 @@ def read_order(env: dict[str, str], order_id: str, *statuses: str) -> dict[str, 
         time.sleep(0.5)
 
 
+@pytest.mark.system
 def test_the_first_run_makes_an_encryption_key_file_and_later_runs_reuse_it(
     tmp_path: Path, stack_guard: list[subprocess.Popen[bytes]]
 ) -> None:
@@ -329,6 +331,7 @@ def test_the_first_run_makes_an_encryption_key_file_and_later_runs_reuse_it(
     assert "Traceback" not in (tmp_path / "first.log").read_text() + output.read_text()
 
 
+@pytest.mark.system
 def test_a_dying_child_stops_the_stack_and_is_named(tmp_path: Path, stack_guard: list[subprocess.Popen[bytes]]) -> None:
     env = stack_environment(tmp_path / "data")
     output = tmp_path / "stack.log"

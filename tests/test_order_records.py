@@ -18,9 +18,6 @@ from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 from db.webhooks import create_subscription
 from models.order import (
-    Address,
-    Customer,
-    OrderLine,
     OrderRequest,
     OrderState,
     OrderStatus,
@@ -28,6 +25,8 @@ from models.order import (
 )
 from models.records import RecordOrderInput, StatusChangeInput
 from models.tables import IdempotencyKeyRow, OrderLineRow, OrderRow, WebhookOutboxRow
+from tests import builders
+from tests.builders import line
 from tests.conftest import TEST_KEYRING
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -35,10 +34,8 @@ T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 
 def order_request(customer_id: str = "c-1", skus: tuple[str, ...] = ("SKU-A", "SKU-B")) -> OrderRequest:
-    return OrderRequest(
-        customer=Customer(id=customer_id, name="Ada Lovelace", email="ada@example.com", phone="+44 20 7946 0000"),
-        lines=[OrderLine(sku=sku, quantity=n + 1, unit_price=Decimal("10.00")) for n, sku in enumerate(skus)],
-        shipping_address=Address(name="Ada", line1="1 Main St", city="London", postal_code="N1", country="GB"),
+    return builders.order_request(
+        lines=[line(sku, n + 1, "10.00") for n, sku in enumerate(skus)], customer={"id": customer_id}
     )
 
 

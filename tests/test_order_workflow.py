@@ -15,12 +15,9 @@ from temporalio.worker import Worker
 
 from models import names
 from models.order import (
-    Address,
     BackorderPolicy,
     CancelCommand,
-    Customer,
     OrderInput,
-    OrderLine,
     OrderRequest,
     OrderState,
     OrderStatus,
@@ -31,8 +28,11 @@ from models.order import (
     TrackingStatus,
 )
 from security.codec import data_converter
+from tests import builders
+from tests.builders import line
 from tests.conftest import BIN, TEST_KEYRING, register_search_attributes
 from tests.fakes import FakeSystems, refusal
+from tests.polling import NotYet, eventually
 from workflows.order import OrderWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
 
@@ -41,13 +41,8 @@ Started = Callable[..., "asyncio.Future[WorkflowHandle[OrderWorkflow, OrderState
 
 def order_request(policy: BackorderPolicy = BackorderPolicy.WAIT, **quantities: int) -> OrderRequest:
     lines = quantities or {"MUG-1": 2, "TEE-2": 1}
-    return OrderRequest(
-        customer=Customer(id="C-1", name="Ada Lovelace", email="ada@example.com", phone="+44 20 7946 0000"),
-        lines=[OrderLine(sku=sku, quantity=qty, unit_price=Decimal("12.50")) for sku, qty in lines.items()],
-        shipping_address=Address(
-            name="Ada", line1="1 Analytical St", city="London", postal_code="N1 1AA", country="GB"
-        ),
-        backorder_policy=policy,
+    return builders.order_request(
+        lines=[line(sku, qty, "12.50") for sku, qty in lines.items()], backorder_policy=policy
     )
 
 
@@ -87,12 +82,13 @@ class Harness:
     async def until(
         self, handle: WorkflowHandle[OrderWorkflow, OrderState], status: OrderStatus, flagged: bool = False
     ) -> OrderState:
-        for _ in range(500):
+        async def reached() -> OrderState:
             state = await handle.query(OrderWorkflow.status)
-            if state.status == status and (state.needs_attention is not None) >= flagged:
-                return state
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"order never reached {status}; it is {state.status}")
+            if state.status != status or (state.needs_attention is not None) < flagged:
+                raise NotYet(f"order never reached {status}; it is {state.status}")
+            return state
+
+        return await eventually(reached, timeout=10, interval=0.02)
 
     async def deliver(self, handle: WorkflowHandle[OrderWorkflow, OrderState]) -> OrderState:
         state = await self.until(handle, OrderStatus.SHIPPED)
@@ -386,6 +382,7 @@ async def test_crm_and_notification_failures_never_block_the_order(harness: Harn
     assert final.status == OrderStatus.DELIVERED
 
 
+@pytest.mark.integration
 async def test_no_delivery_confirmation_flags_the_order_for_an_operator(task_queue: str) -> None:
     # A server of its own: skipping time must not wake the other tests' long-running orders.
     env = await WorkflowEnvironment.start_time_skipping(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 
@@ -14,6 +13,7 @@ from temporalio.worker import Worker
 from models import names
 from models.purchasing import ReplenishmentInput, ShortageReport, StockReceived, WaitingOrder, Withdrawal
 from tests.fakes import FakeSystems
+from tests.polling import NotYet, eventually
 from workflows.replenishment import ReplenishmentWorkflow
 
 Replenishment = WorkflowHandle[ReplenishmentWorkflow, None]
@@ -42,12 +42,13 @@ async def start(client: Client, task_queue: str, **options: int) -> Replenishmen
 
 
 async def demand_becomes(handle: Replenishment, check: Callable[[list[WaitingOrder]], bool]) -> list[WaitingOrder]:
-    for _ in range(300):
+    async def checked() -> list[WaitingOrder]:
         waiting = await handle.query(ReplenishmentWorkflow.demand)
-        if check(waiting):
-            return waiting
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"demand is {waiting}")
+        if not check(waiting):
+            raise NotYet(f"demand is {waiting}")
+        return waiting
+
+    return await eventually(checked, timeout=6, interval=0.02)
 
 
 async def test_stock_wakes_waiting_orders_first_come_first_served_as_far_as_it_covers(
@@ -94,12 +95,12 @@ async def test_a_long_history_continues_as_new_keeping_the_waiting_orders(
         await handle.signal(ReplenishmentWorkflow.shortage, ShortageReport(order_id=f"o-{number}", quantity=1))
 
     latest = time_skipping_env.client.get_workflow_handle_for(ReplenishmentWorkflow.run, handle.id)
-    for _ in range(300):
-        if (await latest.describe()).run_id != first_run:
-            break
-        await asyncio.sleep(0.02)
-    else:
-        raise AssertionError("the workflow never continued as new")
+
+    async def continued() -> None:
+        if (await latest.describe()).run_id == first_run:
+            raise NotYet("the workflow never continued as new")
+
+    await eventually(continued, timeout=6, interval=0.02)
 
     waiting = await demand_becomes(latest, lambda waiting: len(waiting) == 12)
     assert [w.order_id for w in waiting] == [f"o-{number}" for number in range(12)]

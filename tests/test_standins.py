@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request, Response
 from security.signing import SignatureError, sign, verify
 from settings import DEV_CREDENTIAL
 from standins.app import StandinConfig, create_app
+from tests.polling import until
 from tests.servers import running_server
 
 CREDENTIAL = {"Authorization": f"Bearer {DEV_CREDENTIAL}"}
@@ -103,13 +104,6 @@ async def records(client: httpx.AsyncClient, kind: str) -> list[dict[str, Any]]:
 
 async def book(client: httpx.AsyncClient, key: str = "order-1:carrier:draft", **changes: Any) -> httpx.Response:
     return await client.post("/carrier/bookings", json={**BOOKING, **changes}, headers={"Idempotency-Key": key})
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 PROVIDER_CALLS = [
@@ -223,7 +217,7 @@ async def test_a_confirmed_booking_reports_in_transit_then_delivered_to_the_webh
     tracking_number = confirmed.json()["tracking_number"]
     assert tracking_number
 
-    await eventually(lambda: len(receiver.events) == 2)
+    await until(lambda: len(receiver.events) == 2, timeout=5, interval=0.02)
     assert [event["status"] for event in receiver.events] == ["in_transit", "delivered"]
     assert receiver.signatures == ["valid", "valid"]
     assert {event["order_id"] for event in receiver.events} == {"order-1"}
@@ -242,7 +236,7 @@ async def test_a_failing_webhook_is_retried_until_it_takes_the_event(
     receiver.failures = 2
     booking_id = (await book(standin)).json()["booking_id"]
     await standin.post(f"/carrier/bookings/{booking_id}/confirm", headers={"Idempotency-Key": "c"})
-    await eventually(lambda: len(receiver.events) == 2)
+    await until(lambda: len(receiver.events) == 2, timeout=5, interval=0.02)
     assert [event["status"] for event in receiver.events] == ["in_transit", "delivered"]
     assert receiver.attempts == 4
     assert receiver.signatures == ["valid"] * 4

@@ -32,6 +32,8 @@ from models.tables import WebhookOutboxRow
 from security.api_keys import Role, create_key
 from security.signing import ID_HEADER, SignatureError, verify
 from settings import Settings
+from tests import builders
+from tests.builders import AMSTERDAM, line
 from tests.conftest import TEST_KEYRING
 from tests.servers import running_server
 from tests.stack import NotYet, Stack, eventually, running_stack
@@ -160,17 +162,11 @@ class Admin:
 
 
 def order_body(sku: str) -> dict[str, Any]:
-    return {
-        "customer": {"id": "cust-hooks", "name": PERSONAL[0], "email": PERSONAL[1], "phone": PERSONAL[2]},
-        "lines": [{"sku": sku, "quantity": 1, "unit_price": "10.00"}],
-        "shipping_address": {
-            "name": PERSONAL[0],
-            "line1": f"{PERSONAL[3]} 1",
-            "city": "Amsterdam",
-            "postal_code": "1015 CJ",
-            "country": "NL",
-        },
-    }
+    return builders.order_body(
+        lines=[line(sku, 1, "10.00")],
+        customer={"id": "cust-hooks", "name": PERSONAL[0], "email": PERSONAL[1], "phone": PERSONAL[2]},
+        address={**AMSTERDAM, "name": PERSONAL[0], "line1": f"{PERSONAL[3]} 1"},
+    )
 
 
 async def place_stocked_order(stack: Stack) -> str:
