@@ -73,7 +73,7 @@ def _order(number: int, kind: Kind, lines: list[tuple[str, str]]) -> PlannedOrde
             "id": customer,
             "name": "Drill Customer",
             "email": f"{customer}@example.com",
-            "phone": "+3120123456",
+            "phone": "+31201234567",
         },
         "lines": [{"sku": sku, "quantity": 1, "unit_price": price} for sku, price in lines],
         "shipping_address": {
