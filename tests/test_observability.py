@@ -320,7 +320,7 @@ async def test_a_request_id_reaches_the_worker_log_lines_of_its_order_and_the_wo
     assert activity_lines
     assert failed_attempts
     for entry in [*workflow_lines, *activity_lines]:
-        assert (entry["request_id"], entry["workflow_id"]) == (request, workflow_id), entry
+        assert (entry.get("request_id"), entry.get("workflow_id")) == (request, workflow_id), entry
     # Replaying writes no workflow line again.
     replayed = json_lines(tmp_path / "replaying-worker.jsonl")
     assert [entry for entry in replayed if entry.get("workflow_id") == workflow_id] == []
