@@ -56,12 +56,12 @@ def change(
 ) -> StatusChangeInput:
     request = order_request()
     at = created_at + timedelta(minutes=seq)
-    return StatusChangeInput(
-        version=version,
-        event=TimelineEvent(seq=seq, at=at, status=status, actor="workflow", event=event or f"step-{seq}"),
-        state=OrderState.received(order_id, f"order-{order_id}", request, created_at).model_copy(
+    return StatusChangeInput.of(
+        OrderState.received(order_id, f"order-{order_id}", request, created_at).model_copy(
             update={"status": status, "updated_at": at}
         ),
+        TimelineEvent(seq=seq, at=at, status=status, actor="workflow", event=event or f"step-{seq}"),
+        version=version,
     )
 
 
@@ -87,7 +87,9 @@ async def test_recording_an_order_twice_leaves_one_row_with_its_lines(sessionmak
             )
         ).all()
         assert await orders.get_order(session, "o-1", TEST_KEYRING) is None
-    assert (row.status, row.last_seq, row.state, row.customer_id, row.total) == ("received", 0, None, "c-1", 60)
+    assert (row.status, row.last_seq, row.customer_id, row.total) == ("received", 0, "c-1", 60)
+    # The order as received is kept from the start; it is reported once its first status is written.
+    assert row.state is not None and row.state["status"] == "received" and "customer" in row.state
     assert [tuple(line) for line in lines] == [(1, "SKU-B", 1), (2, "SKU-A", 2), (3, "SKU-C", 3)]
     assert await count(sessionmaker, OrderRow) == 2
     assert await count(sessionmaker, OrderLineRow) == 5
