@@ -223,3 +223,24 @@ async def until_event(harness: Harness, handle: Order, event: str):  # type: ign
             return found[-1]
         await asyncio.sleep(0.02)
     raise AssertionError(f"the order's timeline never showed {event!r}")
+
+
+async def test_a_backordered_order_whose_skus_replenishment_has_closed_is_still_cancelled(harness: Harness) -> None:
+    # Signalling a closed (or never started) replenishment run fails as "not found": nothing holds the demand.
+    sku = f"LAMP-{uuid.uuid4().hex[:8]}"
+    harness.fakes.stock[sku] = 0
+    replenishment = await harness.env.client.start_workflow(
+        ReplenishmentWorkflow.run,
+        ReplenishmentInput(sku=sku),
+        id=names.replenishment_workflow_id(sku),
+        task_queue=harness.task_queue,
+    )
+    await replenishment.terminate("closed for the test")
+    handle = await harness.start(order_request(**{sku: 1}))
+    await harness.until(handle, OrderStatus.BACKORDERED)
+
+    await handle.cancel()
+
+    final = await cancelled_from_temporal(handle)
+    assert final.status == OrderStatus.CANCELLED
+    assert compensations(harness.fakes) == {"release_line": 0, "cancel_booking": 1, "void_invoice": 0}

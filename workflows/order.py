@@ -117,7 +117,9 @@ class OrderWorkflow:
             return await self._process(order)
         # A cancellation requested from Temporal cancels this task, never the process, which runs in a
         # task of its own: no step in flight is cut off halfway, and the order is cancelled as the API
-        # cancels it, with every undo step, or goes on if it is past the point of no return.
+        # cancels it, with every undo step, or goes on if it is past the point of no return. Either way
+        # the run completes with the order as its result, not as Canceled: the business outcome is the
+        # order's status, and the API reads a completed run's result (a canceled run has none).
         process = asyncio.create_task(self._process(order))
         while True:
             try:
@@ -386,7 +388,9 @@ class OrderWorkflow:
                 await handle.signal(names.SIGNAL_WITHDRAW, Withdrawal(order_id=self._state.order_id))
             except ApplicationError as error:
                 if error.type != EXTERNAL_WORKFLOW_NOT_FOUND:
-                    raise
+                    # Not a failure this order knows how to go on from: fail the workflow task, so the
+                    # run waits, retried and visible, for a fix rather than ending the order half undone.
+                    raise RuntimeError(f"withdrawing from the replenishment of {sku} failed: {error}") from error
                 # No replenishment run for the SKU (never started, or closed): none holds this order's demand.
                 workflow.logger.info("no replenishment of %s to withdraw from", sku)
 
