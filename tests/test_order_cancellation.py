@@ -244,3 +244,15 @@ async def test_a_backordered_order_whose_skus_replenishment_has_closed_is_still_
     final = await cancelled_from_temporal(handle)
     assert final.status == OrderStatus.CANCELLED
     assert compensations(harness.fakes) == {"release_line": 0, "cancel_booking": 1, "void_invoice": 0}
+
+
+async def test_an_order_cancelled_the_moment_it_starts_gives_back_whatever_it_got_to(harness: Harness) -> None:
+    handle = await harness.start()
+    await handle.cancel()
+
+    await cancelled_from_temporal(handle)
+    calls = harness.fakes.calls
+    assert calls["record_order"] == 1
+    assert (calls["release_line"], calls["cancel_booking"]) == (calls["reserve_line"], calls["draft_booking"])
+    assert harness.fakes.stock == {"MUG-1": 10, "TEE-2": 10}
+    assert calls["create_invoice"] == 0
