@@ -32,5 +32,5 @@ class OrderRecordActivities:
         transaction: it is sent if and only if it was recorded, and sending never holds up the order.
         """
         async with self._sessionmaker.begin() as session:
-            if await orders.record_status(session, change):
+            if await orders.record_status(session, change, self._keyring):
                 await webhooks.enqueue_order_event(session, change.order.order_id, change.event, change.version)

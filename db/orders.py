@@ -103,14 +103,15 @@ async def record_order(session: AsyncSession, request: RecordOrderInput, keyring
             )
 
 
-async def record_status(session: AsyncSession, change: StatusChangeInput) -> bool:
+async def record_status(session: AsyncSession, change: StatusChangeInput, keyring: Keyring) -> bool:
     """Write the timeline entry once, and move the order row forward only if this entry is its newest.
 
     Entries are ordered by (version, seq). An entry of a later version replaces the one at its seq;
     when it is the order's newest, entries a lost workflow task wrote beyond it are dropped, and
     such entries landing late are refused: the timeline is the one of the run that went on.
     The newest entry's facts (models.records.OrderFacts) are set on the stored state; the rest of
-    it (customer, address, lines) is the order record's. Nothing personal is written here.
+    it (customer, address, lines) is the order record's. Personal data sealed under a key that is no
+    longer `keyring`'s active one is sealed again under the active key, so a rotation reaches live orders.
     Returns whether the entry was written (false for a repeat or a superseded entry).
     """
     order_id, event, version = change.order.order_id, change.event, change.version
@@ -134,16 +135,19 @@ async def record_status(session: AsyncSession, change: StatusChangeInput) -> boo
     if written.first() is None:
         return False
     if (version, event.seq) > (newest.last_version, newest.last_seq):
+        newest_values: dict[str, Any] = {
+            "status": event.status.value,
+            "last_version": version,
+            "last_seq": event.seq,
+            "updated_at": _utc(change.facts.updated_at),
+            "state": _with_facts(newest.state, event.status, change.facts),
+        }
+        if newest.pii is not None and (pii := personal.resealed(order_id, newest.pii, keyring)) is not None:
+            newest_values["pii"] = pii
         await session.execute(
             update(OrderRow)
             .where(OrderRow.order_id == order_id)
-            .values(
-                status=event.status.value,
-                last_version=version,
-                last_seq=event.seq,
-                updated_at=_utc(change.facts.updated_at),
-                state=_with_facts(newest.state, event.status, change.facts),
-            )
+            .values(**newest_values)
             .execution_options(synchronize_session=False)
         )
         await session.execute(
@@ -195,7 +199,7 @@ def _apply_allocations(state: dict[str, Any], allocations: list[dict[str, Any]])
 
 
 async def _lock_order_row(session: AsyncSession, change: StatusChangeInput) -> Row[Any]:
-    """The order row's newest (version, seq) and state, locked until the transaction ends, so the order's writes queue.
+    """The order row's newest (version, seq), state and pii, locked until the transaction ends (writes queue).
 
     A status change may be the first write that lands (record_order still being retried): it creates the row.
     """
@@ -216,7 +220,7 @@ async def _lock_order_row(session: AsyncSession, change: StatusChangeInput) -> R
     )
     await session.execute(order.on_conflict_do_nothing(index_elements=["order_id"]))
     newest = await session.execute(
-        select(OrderRow.last_version, OrderRow.last_seq, OrderRow.state)
+        select(OrderRow.last_version, OrderRow.last_seq, OrderRow.state, OrderRow.pii)
         .where(OrderRow.order_id == header.order_id)
         .with_for_update()
     )

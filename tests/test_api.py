@@ -136,7 +136,7 @@ async def stored_order(
             ),
             TEST_KEYRING,
         )
-        await record_status(session, StatusChangeInput.of(state, event))
+        await record_status(session, StatusChangeInput.of(state, event), TEST_KEYRING)
     return state
 
 

@@ -108,7 +108,7 @@ async def record(sessionmaker: Sessions, state: OrderState) -> None:
     event = TimelineEvent(seq=1, at=state.created_at, status=state.status, actor="workflow", event="allocating")
     async with sessionmaker.begin() as session:
         await orders.record_order(session, received, TEST_KEYRING)
-        await orders.record_status(session, StatusChangeInput.of(state, event))
+        await orders.record_status(session, StatusChangeInput.of(state, event), TEST_KEYRING)
 
 
 async def test_an_order_recorded_before_encryption_still_reads_in_full(sessionmaker: Sessions) -> None:
