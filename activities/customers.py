@@ -52,7 +52,15 @@ class CustomerActivities:
             self._http,
             "POST",
             self._settings.notifications_url,
-            idempotency_key=idempotency_key(request.order_id, "notify", request.event),
-            json=request.model_dump(mode="json"),
+            idempotency_key=notification_key(request),
+            json=request.model_dump(mode="json", exclude={"round"}),
             refusal=NOTIFICATION_REFUSED,
         )
+
+
+def notification_key(request: NotificationInput) -> str:
+    """One key per notice: each round of an order's event (a second backorder) is a notice of its own."""
+    if request.round == 1:
+        # As keys were before rounds were told apart, so a notice sent then is not sent again.
+        return idempotency_key(request.order_id, "notify", request.event)
+    return idempotency_key(request.order_id, "notify", request.event, str(request.round))

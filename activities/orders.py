@@ -20,17 +20,17 @@ class OrderRecordActivities:
 
     @activity.defn
     async def record_order(self, request: RecordOrderInput) -> None:
-        """Insert the order and its lines once; a repeat changes nothing."""
+        """Insert the order, its lines and its state as received once; a repeat changes nothing."""
         async with self._sessionmaker.begin() as session:
-            await orders.record_order(session, request)
+            await orders.record_order(session, request, self._keyring)
 
     @activity.defn
     async def record_status(self, change: StatusChangeInput) -> None:
-        """Write the timeline entry and update the order row; an entry already written is skipped.
+        """Write the timeline entry and the order's facts after it; an entry already written is skipped.
 
         The entry goes to the webhook outbox for every subscription that wants it, in the same
         transaction: it is sent if and only if it was recorded, and sending never holds up the order.
         """
         async with self._sessionmaker.begin() as session:
             if await orders.record_status(session, change, self._keyring):
-                await webhooks.enqueue_order_event(session, change.state.order_id, change.event, change.version)
+                await webhooks.enqueue_order_event(session, change.order.order_id, change.event, change.version)

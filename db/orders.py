@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db import personal
 from db.engine import dialect_insert
 from models.order import ID_PATTERN, OrderPage, OrderState, OrderStatus, OrderSummary, TimelineEvent
-from models.records import RecordOrderInput, StatusChangeInput
+from models.records import OrderFacts, RecordOrderInput, StatusChangeInput
 from models.tables import IdempotencyKeyRow, OrderEventRow, OrderLineRow, OrderRow
 from security.keyring import Keyring
 
@@ -48,9 +48,18 @@ async def _insert_lines(session: AsyncSession, order_id: str, lines: list[dict[s
     await session.execute(statement.on_conflict_do_nothing(index_elements=["order_id", "line_no"]))
 
 
-async def record_order(session: AsyncSession, request: RecordOrderInput) -> None:
-    """Insert the order (status received) and its lines, numbered from 1; a repeat changes nothing."""
+async def record_order(session: AsyncSession, request: RecordOrderInput, keyring: Keyring) -> None:
+    """Insert the order (status received), its lines numbered from 1 and its state; a repeat changes nothing.
+
+    The customer's personal data is stored apart from the state, encrypted under `keyring`'s active key.
+    Status changes later carry only what changes (record_status); should one have landed first, the
+    order it created is completed here under what it wrote.
+    """
     received_at = _utc(request.received_at)
+    received = OrderState.received(
+        request.order_id, request.workflow_id, request.request, received_at, client_id=request.client_id
+    )
+    public, pii = _sealed_without_timeline(received, keyring)
     order = dialect_insert(session, OrderRow).values(
         order_id=request.order_id,
         workflow_id=request.workflow_id,
@@ -60,11 +69,14 @@ async def record_order(session: AsyncSession, request: RecordOrderInput) -> None
         total=request.request.total,
         currency=request.request.currency,
         last_seq=0,
-        state=None,
+        state=public,
+        pii=pii,
         created_at=received_at,
         updated_at=received_at,
     )
-    await session.execute(order.on_conflict_do_nothing(index_elements=["order_id"]))
+    created = await session.execute(
+        order.on_conflict_do_nothing(index_elements=["order_id"]).returning(OrderRow.order_id)
+    )
     await _insert_lines(
         session,
         request.order_id,
@@ -73,6 +85,22 @@ async def record_order(session: AsyncSession, request: RecordOrderInput) -> None
             for number, line in enumerate(request.request.lines, start=1)
         ],
     )
+    if created.first() is None:
+        stored = (
+            await session.execute(select(OrderRow.state).where(OrderRow.order_id == request.order_id).with_for_update())
+        ).scalar_one()
+        if not _is_whole(stored):
+            # Written by status changes alone so far: what they wrote stands over the order as received.
+            written = dict(stored or {})
+            pending = written.pop(_PENDING_ALLOCATIONS, [])
+            whole = {**public, **written, "lines": public["lines"]}
+            _apply_allocations(whole, pending)
+            await session.execute(
+                update(OrderRow)
+                .where(OrderRow.order_id == request.order_id)
+                .values(state=whole, pii=pii)
+                .execution_options(synchronize_session=False)
+            )
 
 
 async def record_status(session: AsyncSession, change: StatusChangeInput, keyring: Keyring) -> bool:
@@ -81,11 +109,13 @@ async def record_status(session: AsyncSession, change: StatusChangeInput, keyrin
     Entries are ordered by (version, seq). An entry of a later version replaces the one at its seq;
     when it is the order's newest, entries a lost workflow task wrote beyond it are dropped, and
     such entries landing late are refused: the timeline is the one of the run that went on.
+    The newest entry's facts (models.records.OrderFacts) are set on the stored state; the rest of
+    it (customer, address, lines) is the order record's. Personal data sealed under a key that is no
+    longer `keyring`'s active one is sealed again under the active key, so a rotation reaches live orders.
     Returns whether the entry was written (false for a repeat or a superseded entry).
-    The customer's personal data is stored apart from the state, encrypted under `keyring`'s active key.
     """
-    state, event, version = change.state, change.event, change.version
-    newest = await _lock_order_row(session, state)
+    order_id, event, version = change.order.order_id, change.event, change.version
+    newest = await _lock_order_row(session, change)
     if version < newest.last_version and event.seq > newest.last_seq:
         return False
     values = {
@@ -96,7 +126,7 @@ async def record_status(session: AsyncSession, change: StatusChangeInput, keyrin
         "detail": event.detail,
         "version": version,
     }
-    entry = dialect_insert(session, OrderEventRow).values(order_id=state.order_id, seq=event.seq, **values)
+    entry = dialect_insert(session, OrderEventRow).values(order_id=order_id, seq=event.seq, **values)
     written = await session.execute(
         entry.on_conflict_do_update(
             index_elements=["order_id", "seq"], set_=values, where=OrderEventRow.version < version
@@ -105,23 +135,24 @@ async def record_status(session: AsyncSession, change: StatusChangeInput, keyrin
     if written.first() is None:
         return False
     if (version, event.seq) > (newest.last_version, newest.last_seq):
-        public, pii = personal.seal(state, keyring)
+        newest_values: dict[str, Any] = {
+            "status": event.status.value,
+            "last_version": version,
+            "last_seq": event.seq,
+            "updated_at": _utc(change.facts.updated_at),
+            "state": _with_facts(newest.state, event.status, change.facts),
+        }
+        if newest.pii is not None and (pii := personal.resealed(order_id, newest.pii, keyring)) is not None:
+            newest_values["pii"] = pii
         await session.execute(
             update(OrderRow)
-            .where(OrderRow.order_id == state.order_id)
-            .values(
-                status=state.status.value,
-                last_version=version,
-                last_seq=event.seq,
-                updated_at=_utc(state.updated_at),
-                state=public,
-                pii=pii,
-            )
+            .where(OrderRow.order_id == order_id)
+            .values(**newest_values)
             .execution_options(synchronize_session=False)
         )
         await session.execute(
             delete(OrderEventRow).where(
-                OrderEventRow.order_id == state.order_id,
+                OrderEventRow.order_id == order_id,
                 OrderEventRow.seq > event.seq,
                 OrderEventRow.version < version,
             )
@@ -129,47 +160,81 @@ async def record_status(session: AsyncSession, change: StatusChangeInput, keyrin
     return True
 
 
-async def _lock_order_row(session: AsyncSession, state: OrderState) -> Row[int, int]:
-    """The order row's newest (version, seq), locked until the transaction ends, so the order's writes queue.
+# Allocations of a status change that landed before the order record had lines to put them on.
+_PENDING_ALLOCATIONS = "pending_allocations"
+
+
+def _sealed_without_timeline(state: OrderState, keyring: Keyring) -> tuple[dict[str, Any], str]:
+    public, pii = personal.seal(state, keyring)
+    # The timeline lives in its own table, one row per entry.
+    public.pop("timeline", None)
+    return public, pii
+
+
+def _is_whole(stored: dict[str, Any] | None) -> bool:
+    """Whether the stored state holds the order as received (its lines), not only facts written before it."""
+    return stored is not None and "lines" in stored
+
+
+def _with_facts(stored: dict[str, Any] | None, status: OrderStatus, facts: OrderFacts) -> dict[str, Any]:
+    """The stored state (JSON) with the status and facts of a status change set on it."""
+    state = dict(stored or {})
+    # The timeline of rows written before status changes carried only facts is the events table's.
+    state.pop("timeline", None)
+    state.update(facts.model_dump(mode="json", exclude={"allocations"}))
+    state["status"] = status.value
+    allocations = [held.model_dump(mode="json") for held in facts.allocations]
+    if _is_whole(state):
+        state["lines"] = [dict(line) for line in state["lines"]]
+        _apply_allocations(state, allocations)
+    else:
+        state[_PENDING_ALLOCATIONS] = allocations
+    return state
+
+
+def _apply_allocations(state: dict[str, Any], allocations: list[dict[str, Any]]) -> None:
+    held = {line["line_no"]: line["allocations"] for line in allocations}
+    for line in state["lines"]:
+        line["allocations"] = held.get(line["line_no"], [])
+
+
+async def _lock_order_row(session: AsyncSession, change: StatusChangeInput) -> Row[Any]:
+    """The order row's newest (version, seq), state and pii, locked until the transaction ends (writes queue).
 
     A status change may be the first write that lands (record_order still being retried): it creates the row.
     """
+    header = change.order
     order = dialect_insert(session, OrderRow).values(
-        order_id=state.order_id,
-        workflow_id=state.workflow_id,
-        client_id=state.client_id,
-        customer_id=state.customer.id,
-        status=state.status.value,
-        total=state.total,
-        currency=state.currency,
+        order_id=header.order_id,
+        workflow_id=header.workflow_id,
+        client_id=header.client_id,
+        customer_id=header.customer_id,
+        status=change.event.status.value,
+        total=header.total,
+        currency=header.currency,
         last_version=0,
         last_seq=0,
         state=None,
-        created_at=_utc(state.created_at),
-        updated_at=_utc(state.created_at),
+        created_at=_utc(header.created_at),
+        updated_at=_utc(header.created_at),
     )
-    created = await session.execute(
-        order.on_conflict_do_nothing(index_elements=["order_id"]).returning(OrderRow.order_id)
-    )
-    if created.first() is not None and state.lines:
-        await _insert_lines(
-            session,
-            state.order_id,
-            [
-                {"line_no": line.line_no, "sku": line.sku, "quantity": line.quantity, "unit_price": line.unit_price}
-                for line in state.lines
-            ],
-        )
+    await session.execute(order.on_conflict_do_nothing(index_elements=["order_id"]))
     newest = await session.execute(
-        select(OrderRow.last_version, OrderRow.last_seq).where(OrderRow.order_id == state.order_id).with_for_update()
+        select(OrderRow.last_version, OrderRow.last_seq, OrderRow.state, OrderRow.pii)
+        .where(OrderRow.order_id == header.order_id)
+        .with_for_update()
     )
     return newest.one()
 
 
 async def get_order(session: AsyncSession, order_id: str, keyring: Keyring) -> OrderState | None:
     """The order as last reported, with its full timeline; None when unknown or not reported yet."""
-    row = (await session.execute(select(OrderRow.state, OrderRow.pii).where(OrderRow.order_id == order_id))).first()
-    if row is None or row.state is None:
+    row = (
+        await session.execute(
+            select(OrderRow.state, OrderRow.pii, OrderRow.last_seq).where(OrderRow.order_id == order_id)
+        )
+    ).first()
+    if row is None or row.last_seq == 0 or not _is_whole(row.state):
         return None
     stored = personal.unseal(order_id, row.state, row.pii, keyring)
     events = await session.execute(

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from models.order import OrderState
-from security.fields import decrypt_text, encrypt_text
+from security.fields import decrypt_text, encrypt_text, key_id_of
 from security.keyring import Keyring
 
 # Paths into OrderState's JSON that are personal; national ids and payment tokens are listed before
@@ -49,6 +49,14 @@ def unseal(order_id: str, public: dict[str, Any], sealed: str | None, keyring: K
         return public
     personal = json.loads(decrypt_text(keyring, sealed, context=_context(order_id)))
     return _merge(public, personal)
+
+
+def resealed(order_id: str, sealed: str, keyring: Keyring) -> str | None:
+    """`sealed` encrypted again under the keyring's active key, after a rotation; None when it already is."""
+    if key_id_of(sealed) == keyring.active_id:
+        return None
+    context = _context(order_id)
+    return encrypt_text(keyring, decrypt_text(keyring, sealed, context=context), context=context)
 
 
 def _context(order_id: str) -> str:

@@ -71,6 +71,8 @@ class NotificationInput(BaseModel):
     # confirmed, backordered, shipped, delivered, cancelled
     event: str
     detail: str | None = None
+    # Which notice of this kind it is for the order: backordered again after a restock that fell short is 2.
+    round: int = 1
 
 
 class PurchasingNotice(BaseModel):

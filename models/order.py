@@ -106,6 +106,10 @@ class OrderInput(BaseModel):
     review_timeout: timedelta = timedelta(hours=48)
     backorder_timeout: timedelta = timedelta(days=7)
     delivery_timeout: timedelta = timedelta(days=14)
+    # Waiting for the carrier, the order carries on in a new run once its history is this long.
+    max_history_events: int = 2_000
+    # Set only by the workflow itself, when it carries on waiting for the carrier in a new run.
+    resumed: ResumedDelivery | None = None
 
 
 class Allocation(BaseModel):
@@ -207,6 +211,17 @@ class OrderState(BaseModel):
         )
 
 
+class ResumedDelivery(BaseModel):
+    """An order with the carrier, as a run that grew a long history hands it over to the next."""
+
+    state: OrderState
+    # The last timeline entry's number; the next run numbers on from it.
+    seq: int
+    tracking_seen: list[str] = []
+    tracking_inbox: list[TrackingEvent] = []
+    notices: dict[str, int] = {}
+
+
 # Messages sent to a running order by operators, the API and the carrier.
 
 
@@ -273,3 +288,6 @@ class OrderAccepted(BaseModel):
     order_id: str
     status: OrderStatus
     workflow_id: str
+
+
+OrderInput.model_rebuild()

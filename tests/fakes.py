@@ -13,6 +13,7 @@ from decimal import Decimal
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.customers import notification_key
 from models.integrations import (
     BookingRef,
     ConfirmedBooking,
@@ -44,6 +45,11 @@ class FakeSystems:
         self.gates: dict[str, asyncio.Event] = {}
         self.reported: list[ReportShortageInput] = []
         self.notifications: list[str] = []
+        # The receiver's view: one notice per idempotency key, as the real step would send it.
+        self.notices: dict[str, str] = {}
+        # Size in bytes of each status write's payload, as JSON, and the timeline entries written.
+        self.status_bytes: list[int] = []
+        self.status_seqs: set[int] = set()
 
     def activities(self) -> list[object]:
         return [
@@ -87,6 +93,8 @@ class FakeSystems:
     async def record_status(self, change: StatusChangeInput) -> None:
         self.calls["record_status"] += 1
         self.statuses.append(change.event.status.value)
+        self.status_bytes.append(len(change.model_dump_json()))
+        self.status_seqs.add(change.event.seq)
 
     @activity.defn(name="review_order")
     async def review_order(self, request: ReviewInput) -> ReviewOutcome:
@@ -182,6 +190,7 @@ class FakeSystems:
     async def notify_customer(self, request: NotificationInput) -> None:
         await self._step("notify_customer")
         self.notifications.append(request.event)
+        self.notices.setdefault(notification_key(request), request.event)
 
     @activity.defn(name="report_shortage")
     async def report_shortage(self, request: ReportShortageInput) -> None:

@@ -119,8 +119,9 @@ async def stored_order(
             RecordOrderInput(
                 order_id=order_id, workflow_id=state.workflow_id, request=request, received_at=now, client_id=client_id
             ),
+            TEST_KEYRING,
         )
-        await record_status(session, StatusChangeInput(event=event, state=state), TEST_KEYRING)
+        await record_status(session, StatusChangeInput.of(state, event), TEST_KEYRING)
     return state
 
 

@@ -9,21 +9,24 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities.orders import OrderRecordActivities
-from db import orders
+from db import orders, personal
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 from db.webhooks import create_subscription
 from models.order import (
+    Allocation,
+    Invoice,
     OrderRequest,
     OrderState,
     OrderStatus,
+    Shipment,
     TimelineEvent,
 )
-from models.records import RecordOrderInput, StatusChangeInput
+from models.records import LineAllocations, RecordOrderInput, StatusChangeInput
 from models.tables import IdempotencyKeyRow, OrderLineRow, OrderRow, WebhookOutboxRow
 from tests import builders
 from tests.builders import line
@@ -53,12 +56,12 @@ def change(
 ) -> StatusChangeInput:
     request = order_request()
     at = created_at + timedelta(minutes=seq)
-    return StatusChangeInput(
-        version=version,
-        event=TimelineEvent(seq=seq, at=at, status=status, actor="workflow", event=event or f"step-{seq}"),
-        state=OrderState.received(order_id, f"order-{order_id}", request, created_at).model_copy(
+    return StatusChangeInput.of(
+        OrderState.received(order_id, f"order-{order_id}", request, created_at).model_copy(
             update={"status": status, "updated_at": at}
         ),
+        TimelineEvent(seq=seq, at=at, status=status, actor="workflow", event=event or f"step-{seq}"),
+        version=version,
     )
 
 
@@ -84,7 +87,9 @@ async def test_recording_an_order_twice_leaves_one_row_with_its_lines(sessionmak
             )
         ).all()
         assert await orders.get_order(session, "o-1", TEST_KEYRING) is None
-    assert (row.status, row.last_seq, row.state, row.customer_id, row.total) == ("received", 0, None, "c-1", 60)
+    assert (row.status, row.last_seq, row.customer_id, row.total) == ("received", 0, "c-1", 60)
+    # The order as received is kept from the start; it is reported once its first status is written.
+    assert row.state is not None and row.state["status"] == "received" and "customer" in row.state
     assert [tuple(line) for line in lines] == [(1, "SKU-B", 1), (2, "SKU-A", 2), (3, "SKU-C", 3)]
     assert await count(sessionmaker, OrderRow) == 2
     assert await count(sessionmaker, OrderLineRow) == 5
@@ -351,3 +356,101 @@ async def test_order_records_work_on_sqlite(sqlite_sessionmaker: Sessions) -> No
 async def _claim(sessionmaker: Sessions, order_id: str) -> str:
     async with sessionmaker.begin() as session:
         return await orders.claim_idempotency_key(session, "key-1", "hash-1", order_id)
+
+
+def with_facts(change_input: StatusChangeInput, **facts: object) -> StatusChangeInput:
+    return change_input.model_copy(update={"facts": change_input.facts.model_copy(update=facts)})
+
+
+async def test_the_newest_changes_facts_stand_whatever_order_changes_arrive_in(sessionmaker: Sessions) -> None:
+    records = OrderRecordActivities(sessionmaker, TEST_KEYRING)
+    await records.record_order(received("o-1"))
+    held = [LineAllocations(line_no=1, allocations=[Allocation(warehouse="WH-1", quantity=1)])]
+    invoice = Invoice(
+        invoice_id="INV-1", subtotal=Decimal("50"), tax=Decimal("10"), total=Decimal("60"), currency="EUR"
+    )
+
+    await records.record_status(with_facts(change("o-1", 3, OrderStatus.FULFILLING), allocations=held, invoice=invoice))
+    await records.record_status(with_facts(change("o-1", 2, OrderStatus.ALLOCATING), allocations=held))
+    await records.record_status(change("o-1", 1, OrderStatus.ALLOCATING))
+
+    async with sessionmaker() as session:
+        state = await orders.get_order(session, "o-1", TEST_KEYRING)
+    assert state is not None
+    assert (state.status, state.invoice) == (OrderStatus.FULFILLING, invoice)
+    assert [line.allocations for line in state.lines] == [[Allocation(warehouse="WH-1", quantity=1)], []]
+    # The rest is the order as recorded, personal data included.
+    assert (state.customer.name, state.shipping_address.city, [line.sku for line in state.lines]) == (
+        "Ada Lovelace",
+        "London",
+        ["SKU-A", "SKU-B"],
+    )
+    assert [e.seq for e in state.timeline] == [1, 2, 3]
+
+
+async def test_the_facts_of_a_task_replacing_a_lost_one_stand_over_the_lost_tasks_late_write(
+    sessionmaker: Sessions,
+) -> None:
+    records = OrderRecordActivities(sessionmaker, TEST_KEYRING)
+    await records.record_order(received("o-1"))
+    shipment = Shipment(carrier="c", booking_id="B-1", rate=Decimal("5"), tracking_number="T-1", status="confirmed")
+    await records.record_status(with_facts(change("o-1", 1, OrderStatus.FULFILLING, version=9), shipment=shipment))
+
+    cancelled = shipment.model_copy(update={"status": "cancelled", "tracking_number": None})
+    await records.record_status(
+        with_facts(
+            change("o-1", 1, OrderStatus.CANCELLED, version=14, event="order cancelled"),
+            shipment=cancelled,
+            cancellation_reason="mistake",
+        )
+    )
+    await records.record_status(with_facts(change("o-1", 2, OrderStatus.SHIPPED, version=9), shipment=shipment))
+
+    async with sessionmaker() as session:
+        state = await orders.get_order(session, "o-1", TEST_KEYRING)
+    assert state is not None
+    assert (state.status, state.shipment, state.cancellation_reason) == (OrderStatus.CANCELLED, cancelled, "mistake")
+
+
+async def test_an_order_whose_state_was_written_whole_with_its_timeline_reads_and_moves_on(
+    sessionmaker: Sessions,
+) -> None:
+    # As rows were written when each status change carried the whole order, timeline included.
+    records = OrderRecordActivities(sessionmaker, TEST_KEYRING)
+    await records.record_order(received("o-1"))
+    old = OrderState.received("o-1", "order-o-1", order_request(), T0).model_copy(
+        update={
+            "status": OrderStatus.ALLOCATING,
+            "timeline": [TimelineEvent(seq=1, at=T0, status=OrderStatus.ALLOCATING, actor="system", event="step-1")],
+        }
+    )
+    public, pii = personal.seal(old, TEST_KEYRING)
+    await records.record_status(change("o-1", 1, OrderStatus.ALLOCATING))
+    async with sessionmaker.begin() as session:
+        await session.execute(update(OrderRow).where(OrderRow.order_id == "o-1").values(state=public, pii=pii))
+
+    await records.record_status(change("o-1", 2, OrderStatus.FULFILLING))
+
+    async with sessionmaker() as session:
+        state = await orders.get_order(session, "o-1", TEST_KEYRING)
+        stored = await session.scalar(select(OrderRow.state).where(OrderRow.order_id == "o-1"))
+    assert state is not None
+    assert state.status is OrderStatus.FULFILLING
+    assert state.customer.email == "ada@example.com"
+    assert [e.seq for e in state.timeline] == [1, 2]
+    assert stored is not None and "timeline" not in stored
+
+
+def test_a_status_change_is_as_large_for_the_thousandth_entry_as_for_the_first() -> None:
+    state = OrderState.received("o-1", "order-o-1", order_request(), T0)
+    entries = [
+        TimelineEvent(seq=n, at=T0, status=OrderStatus.SHIPPED, actor="carrier", event="scan") for n in (1, 1000)
+    ]
+
+    first = StatusChangeInput.of(state.model_copy(update={"timeline": entries[:1]}), entries[0])
+    thousandth = StatusChangeInput.of(state.model_copy(update={"timeline": entries[:1] * 1000}), entries[1])
+
+    assert len(thousandth.model_dump_json()) - len(first.model_dump_json()) < 10
+    dumped = thousandth.model_dump()
+    assert "timeline" not in dumped["facts"] and "customer" not in dumped["facts"]
+    assert "Ada" not in thousandth.model_dump_json()

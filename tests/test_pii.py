@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import orders, personal
 from models.order import Address, Customer, OrderLine, OrderRequest, OrderState, OrderStatus, TimelineEvent
-from models.records import StatusChangeInput
+from models.records import RecordOrderInput, StatusChangeInput
 from models.tables import Base, OrderRow
 from security.keyring import DecryptionFailed
 from tests.conftest import TEST_KEYRING, capturing_logs
@@ -97,9 +97,18 @@ def stored_state(order_id: str) -> OrderState:
 
 
 async def record(sessionmaker: Sessions, state: OrderState) -> None:
+    request = OrderRequest(
+        customer=state.customer,
+        lines=[OrderLine(sku=line.sku, quantity=line.quantity, unit_price=line.unit_price) for line in state.lines],
+        shipping_address=state.shipping_address,
+    )
+    received = RecordOrderInput(
+        order_id=state.order_id, workflow_id=state.workflow_id, request=request, received_at=state.created_at
+    )
     event = TimelineEvent(seq=1, at=state.created_at, status=state.status, actor="workflow", event="allocating")
     async with sessionmaker.begin() as session:
-        await orders.record_status(session, StatusChangeInput(event=event, state=state), TEST_KEYRING)
+        await orders.record_order(session, received, TEST_KEYRING)
+        await orders.record_status(session, StatusChangeInput.of(state, event), TEST_KEYRING)
 
 
 async def test_an_order_recorded_before_encryption_still_reads_in_full(sessionmaker: Sessions) -> None:

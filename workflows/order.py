@@ -8,6 +8,7 @@ right after its do step succeeded, to be run in reverse if the order is undone.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter, deque
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -43,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         OrderInput,
         OrderState,
         OrderStatus,
+        ResumedDelivery,
         ReviewCommand,
         ReviewDecision,
         ReviewOutcome,
@@ -60,6 +62,22 @@ with workflow.unsafe.imports_passed_through():
 # Patches of this workflow, for runs started before the change (see tests/test_replay.py).
 RELEASE_HELD_STOCK_ON_CLOSE = "release-held-stock-on-close"
 DECIDE_BEFORE_EFFECTS = "decide-before-effects"
+CANCEL_FROM_TEMPORAL = "cancel-from-temporal"
+CONTINUE_AS_NEW_WHILE_DELIVERING = "continue-as-new-while-delivering"
+SKIP_REPEATED_TRACKING_STATUS = "skip-repeated-tracking-status"
+
+# What an order keeps in memory, whatever the carrier sends: the newest timeline entries (the
+# database keeps them all) and the tracking event ids it last saw (a carrier repeats an event soon
+# after, not thousands of events later). Its history it carries on in a new run (OrderInput.max_history_events).
+KEPT_TIMELINE_ENTRIES = 100
+KEPT_TRACKING_IDS = 1_000
+
+# A cancellation requested from Temporal (the UI's "Request Cancellation", `temporal workflow cancel`).
+TEMPORAL_ACTOR = "temporal"
+TEMPORAL_CANCEL_REASON = "cancellation requested from the Temporal UI or CLI"
+
+# Signalling a workflow that never ran or has closed fails with this type.
+EXTERNAL_WORKFLOW_NOT_FOUND = "ExternalWorkflowExecutionNotFound"
 
 
 class ProcessEnded(Exception):
@@ -84,11 +102,37 @@ class OrderWorkflow:
         self._past_point_of_no_return = False
         self._tracking_inbox: list[TrackingEvent] = []
         self._tracking_seen: set[str] = set()
+        self._tracking_seen_order: deque[str] = deque()
+        self._seq = 0
+        # How many notices of each kind went out: a second backorder is a notice of its own.
+        self._notices: Counter[str] = Counter()
+        if order.resumed is not None:
+            self._resume(order.resumed)
         # SKUs whose shortage this order may have reported and not yet withdrawn or been woken for.
         self._short_skus: set[str] = set()
 
     @workflow.run
     async def run(self, order: OrderInput) -> OrderState:
+        if not workflow.patched(CANCEL_FROM_TEMPORAL):
+            return await self._process(order)
+        # A cancellation requested from Temporal cancels this task, never the process, which runs in a
+        # task of its own: no step in flight is cut off halfway, and the order is cancelled as the API
+        # cancels it, with every undo step, or goes on if it is past the point of no return. Either way
+        # the run completes with the order as its result, not as Canceled: the business outcome is the
+        # order's status, and the API reads a completed run's result (a canceled run has none).
+        process = asyncio.create_task(self._process(order))
+        while True:
+            try:
+                return await asyncio.shield(process)
+            except asyncio.CancelledError:
+                if process.done():
+                    return process.result()
+                self._cancel_from_temporal()
+
+    async def _process(self, order: OrderInput) -> OrderState:
+        if order.resumed is not None:
+            await self._await_delivery()
+            return await self._finish()
         try:
             await self._record_order()
             self._best_effort(
@@ -102,6 +146,9 @@ class OrderWorkflow:
             await self._await_delivery()
         except ProcessEnded:
             pass
+        return await self._finish()
+
+    async def _finish(self) -> OrderState:
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._finish_background_steps()
         return self._state
@@ -155,8 +202,14 @@ class OrderWorkflow:
     @workflow.signal(name=names.SIGNAL_TRACKING)
     def tracking_event(self, event: TrackingEvent) -> None:
         if event.event_id not in self._tracking_seen:
-            self._tracking_seen.add(event.event_id)
+            self._remember_tracking_id(event.event_id)
             self._tracking_inbox.append(event)
+
+    def _remember_tracking_id(self, event_id: str) -> None:
+        self._tracking_seen.add(event_id)
+        self._tracking_seen_order.append(event_id)
+        if len(self._tracking_seen_order) > KEPT_TRACKING_IDS:
+            self._tracking_seen.discard(self._tracking_seen_order.popleft())
 
     # ---- The business process, step by step. ----
 
@@ -333,8 +386,13 @@ class OrderWorkflow:
             handle = workflow.get_external_workflow_handle(names.replenishment_workflow_id(sku))
             try:
                 await handle.signal(names.SIGNAL_WITHDRAW, Withdrawal(order_id=self._state.order_id))
-            except Exception:
-                workflow.logger.warning("could not withdraw from replenishment of %s", sku)
+            except ApplicationError as error:
+                if error.type != EXTERNAL_WORKFLOW_NOT_FOUND:
+                    # Not a failure this order knows how to go on from: fail the workflow task, so the
+                    # run waits, retried and visible, for a fix rather than ending the order half undone.
+                    raise RuntimeError(f"withdrawing from the replenishment of {sku} failed: {error}") from error
+                # No replenishment run for the SKU (never started, or closed): none holds this order's demand.
+                workflow.logger.info("no replenishment of %s to withdraw from", sku)
 
     async def _settle_and_ship(self) -> None:
         self._set_status(OrderStatus.FULFILLING, "stock allocated, settling with finance")
@@ -414,8 +472,43 @@ class OrderWorkflow:
                 self._append_event("flagged for an operator", actor="timer", detail=self._state.needs_attention)
             while self._tracking_inbox:
                 self._apply_tracking(self._tracking_inbox.pop(0))
+            if self._state.status != OrderStatus.DELIVERED and self._history_is_long():
+                await self._continue_as_new()
+
+    def _history_is_long(self) -> bool:
+        info = workflow.info()
+        long = (
+            info.get_current_history_length() >= self._input.max_history_events or info.is_continue_as_new_suggested()
+        )
+        return long and workflow.patched(CONTINUE_AS_NEW_WHILE_DELIVERING)
+
+    async def _continue_as_new(self) -> None:
+        """Carry on waiting for the carrier in a new run, with a short history, the order as it stands."""
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._finish_background_steps()
+        resumed = ResumedDelivery(
+            state=self._state,
+            seq=self._seq,
+            tracking_seen=list(self._tracking_seen_order),
+            tracking_inbox=self._tracking_inbox,
+            notices=dict(self._notices),
+        )
+        workflow.continue_as_new(self._input.model_copy(update={"resumed": resumed}))
+
+    def _resume(self, resumed: ResumedDelivery) -> None:
+        """Take over from the run that continued as new: the order is with the carrier."""
+        self._state = resumed.state
+        self._seq = resumed.seq
+        for event_id in resumed.tracking_seen:
+            self._remember_tracking_id(event_id)
+        self._tracking_inbox = list(resumed.tracking_inbox)
+        self._notices.update(resumed.notices)
+        self._past_point_of_no_return = True
 
     def _apply_tracking(self, event: TrackingEvent) -> None:
+        if event.status.value == self._shipment.status and workflow.patched(SKIP_REPEATED_TRACKING_STATUS):
+            # Another scan on the way changes nothing: the timeline keeps the carrier's changes only.
+            return
         self._shipment.status = event.status.value
         if event.status == TrackingStatus.DELIVERED:
             self._state.needs_attention = None
@@ -447,6 +540,18 @@ class OrderWorkflow:
             await self._close(
                 OrderStatus.CANCELLED, "order cancelled", actor=self._cancel.actor, detail=self._cancel.reason
             )
+
+    def _cancel_from_temporal(self) -> None:
+        """A cancellation requested from Temporal: as the API's, or refused past the point of no return."""
+        refusal = self._why_not_cancellable()
+        if refusal is None:
+            self._request_cancel(CancelCommand(reason=TEMPORAL_CANCEL_REASON, actor=TEMPORAL_ACTOR))
+        elif not self._state.status.is_terminal and self._cancel is None:
+            self._append_event(
+                "cancellation refused", actor=TEMPORAL_ACTOR, detail=f"{TEMPORAL_CANCEL_REASON}: {refusal}"
+            )
+        else:
+            workflow.logger.info("cancellation from Temporal ignored: %s", refusal or "the order is being cancelled")
 
     def _request_cancel(self, command: CancelCommand) -> None:
         if self._cancel is None:
@@ -493,31 +598,27 @@ class OrderWorkflow:
         self._append_event(event, actor=actor, detail=detail)
 
     def _append_event(self, event: str, *, actor: str = "system", detail: str | None = None) -> None:
-        """Add a timeline entry and write it, with the order as it now stands, to the database."""
+        """Add a timeline entry and write it, with the facts of the order as it now stands, to the database."""
         now = workflow.now()
-        entry = TimelineEvent(
-            seq=len(self._state.timeline) + 1,
-            at=now,
-            status=self._state.status,
-            actor=actor,
-            event=event,
-            detail=detail,
-        )
-        self._state.timeline.append(entry)
+        self._seq += 1
+        entry = TimelineEvent(seq=self._seq, at=now, status=self._state.status, actor=actor, event=event, detail=detail)
+        timeline = self._state.timeline
+        timeline.append(entry)
+        # The database keeps the whole timeline; the order keeps its newest entries.
+        del timeline[:-KEPT_TIMELINE_ENTRIES]
         self._state.updated_at = now
-        change = StatusChangeInput(
-            event=entry,
-            state=self._state.model_copy(deep=True),
-            version=workflow.info().get_current_history_length(),
-        )
+        change = StatusChangeInput.of(self._state, entry, version=workflow.info().get_current_history_length())
         # Writes are ordered by (version, seq) in the database, so they need not hold up the process.
-        self._background.append(
-            asyncio.create_task(
-                workflow.execute_local_activity_method(
-                    OrderRecordActivities.record_status, change, summary=f"Record: {event}", **DB_STEP
-                )
+        self._in_background(
+            workflow.execute_local_activity_method(
+                OrderRecordActivities.record_status, change, summary=f"Record: {event}", **DB_STEP
             )
         )
+
+    def _in_background(self, step: Any) -> None:
+        # Steps that have finished are let go, so an order that lives long holds only those under way.
+        self._background = [task for task in self._background if not task.done()]
+        self._background.append(asyncio.create_task(step))
 
     async def _finish_background_steps(self) -> None:
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -576,10 +677,17 @@ class OrderWorkflow:
         return True
 
     def _notify(self, event: str, detail: str | None) -> None:
+        # The n-th notice of a kind is that of the n-th round: an order backordered again, after a
+        # restock that fell short, is told again (an order's allocation rounds all end short but its last).
+        self._notices[event] += 1
         self._best_effort(
             CustomerActivities.notify_customer,
             NotificationInput(
-                order_id=self._state.order_id, customer_id=self._state.customer.id, event=event, detail=detail
+                order_id=self._state.order_id,
+                customer_id=self._state.customer.id,
+                event=event,
+                detail=detail,
+                round=self._notices[event],
             ),
             f"Notify customer: {event}",
         )
@@ -591,4 +699,4 @@ class OrderWorkflow:
             except FailureError:
                 workflow.logger.warning("best-effort step failed and was left: %s", summary)
 
-        self._background.append(asyncio.create_task(attempt()))
+        self._in_background(attempt())

@@ -16,6 +16,7 @@ import json
 import re
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from temporalio.client import WorkflowHandle
@@ -23,7 +24,15 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from models import names
-from models.order import CancelCommand, OrderStatus, ReviewCommand, ReviewDecision, ReviewOutcome
+from models.order import (
+    CancelCommand,
+    OrderStatus,
+    ReviewCommand,
+    ReviewDecision,
+    ReviewOutcome,
+    TrackingEvent,
+    TrackingStatus,
+)
 from models.purchasing import ReplenishmentInput, ShortageReport, StockReceived
 from security.codec import data_converter
 from tests.conftest import BIN, register_search_attributes
@@ -86,6 +95,52 @@ async def cancelled_while_settling(harness: Harness) -> WorkflowHandle:  # type:
     return handle
 
 
+async def cancelled_from_temporal_while_settling(harness: Harness) -> WorkflowHandle:  # type: ignore[type-arg]
+    harness.fakes.gates["create_invoice"] = gate = asyncio.Event()
+    handle = await harness.start(task_timeout=SHORT_TASK)
+    await harness.until(handle, OrderStatus.FULFILLING)
+    await handle.cancel()
+    await asyncio.sleep(SHORT_TASK.total_seconds() * 1.5)
+    gate.set()
+    await handle.result()
+    return handle
+
+
+async def temporal_cancel_refused_once_shipped(harness: Harness) -> WorkflowHandle:  # type: ignore[type-arg]
+    handle = await harness.start()
+    await harness.until(handle, OrderStatus.SHIPPED)
+    await handle.cancel()
+    for _ in range(500):
+        if any(entry.event == "cancellation refused" for entry in (await handle.query(OrderWorkflow.status)).timeline):
+            break
+        await asyncio.sleep(0.02)
+    await harness.deliver(handle)
+    return handle
+
+
+async def continued_as_new_while_delivering(harness: Harness) -> WorkflowHandle:  # type: ignore[type-arg]
+    handle = await harness.start(max_history_events=120)  # type: ignore[arg-type]
+    shipped = await harness.until(handle, OrderStatus.SHIPPED)
+    first_run = (await handle.describe()).run_id
+    for number in range(150):
+        status = TrackingStatus.IN_TRANSIT if number % 10 else TrackingStatus.OUT_FOR_DELIVERY
+        event = TrackingEvent(
+            event_id=f"scan-{number}",
+            order_id=shipped.order_id,
+            tracking_number="T",
+            status=status,
+            at=datetime.now(UTC),
+        )
+        await handle.signal(OrderWorkflow.tracking_event, event)
+    for _ in range(500):
+        if (await handle.describe()).run_id != first_run:
+            break
+        await asyncio.sleep(0.02)
+    await harness.deliver(handle)
+    # The history kept is the first run's, which ends by continuing as new.
+    return harness.env.client.get_workflow_handle(handle.id, run_id=first_run)
+
+
 async def failed_after_invoicing(harness: Harness) -> WorkflowHandle:  # type: ignore[type-arg]
     harness.fakes.fail["confirm_booking"] = refusal("BookingRefused")
     handle = await harness.start()
@@ -122,6 +177,9 @@ SCENARIOS: dict[str, Scenario] = {
     "order_cancelled_while_backordered": cancelled_while_backordered,
     "order_cancelled_while_settling": cancelled_while_settling,
     "order_failed_after_invoicing": failed_after_invoicing,
+    "order_cancelled_from_temporal_while_settling": cancelled_from_temporal_while_settling,
+    "order_temporal_cancel_refused_once_shipped": temporal_cancel_refused_once_shipped,
+    "order_continued_as_new_while_delivering": continued_as_new_while_delivering,
     "replenishment_wakes_fifo": replenishment,
 }
 
