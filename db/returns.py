@@ -10,11 +10,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.engine import dialect_insert
-from db.orders import decode_cursor, encode_cursor
+from db.orders import IdempotencyConflict, decode_cursor, encode_cursor
 from db.stock import UnknownSku, receive_stock
 from models.returns import (
     VOID_RETURN_STATUSES,
@@ -77,7 +77,7 @@ async def covered_units(session: AsyncSession, order_id: str) -> dict[str, int]:
 async def claim_idempotency_key(session: AsyncSession, owner: str, key: str, request_hash: str, return_id: str) -> str:
     """The return this key stands for: `return_id` when the key is new, the first return's id on a repeat.
 
-    The same key with another body raises KeyReused.
+    The same key with another body raises IdempotencyConflict.
     """
     insert = (
         dialect_insert(session, ReturnIdempotencyKeyRow)
@@ -93,13 +93,8 @@ async def claim_idempotency_key(session: AsyncSession, owner: str, key: str, req
         )
     ).one()
     if row.request_hash != request_hash:
-        raise KeyReused(key)
+        raise IdempotencyConflict(key, row.return_id)
     return str(row.return_id)
-
-
-class KeyReused(Exception):
-    def __init__(self, key: str) -> None:
-        super().__init__(f"Idempotency-Key {key!r} was used for a different return")
 
 
 async def return_exists(session: AsyncSession, return_id: str) -> bool:
@@ -140,6 +135,12 @@ async def create_return(session: AsyncSession, state: ReturnState) -> None:
             ]
         )
     )
+
+
+async def forget_return(session: AsyncSession, return_id: str) -> None:
+    """Take back a return whose workflow never started, so that its units may be returned again."""
+    await session.execute(delete(ReturnLineRow).where(ReturnLineRow.return_id == return_id))
+    await session.execute(delete(ReturnRow).where(ReturnRow.return_id == return_id))
 
 
 async def record_state(session: AsyncSession, state: ReturnState, seq: int) -> bool:

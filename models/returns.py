@@ -12,7 +12,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from models.fields import Note, Printable
 from models.order import Quantity, Sku, Strict
@@ -94,6 +94,10 @@ class ReturnReceiptRequest(Strict):
 
     warehouse: Warehouse
     lines: Annotated[list[ReceiptLine], Field(min_length=1, max_length=100)]
+
+
+class RefundRetryRequest(Strict):
+    note: Note | None = None
 
 
 class ReturnCancelRequest(Strict):
@@ -291,3 +295,33 @@ class ReturnSummary(BaseModel):
 class ReturnPage(BaseModel):
     items: list[ReturnSummary]
     next_cursor: str | None = None
+
+
+class ReturnView(BaseModel):
+    """GET /returns/{return_id}: the whole return, made from the workflow's state at the boundary."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    return_id: str
+    workflow_id: str
+    order_id: str
+    customer_id: str
+    status: ReturnStatus
+    resolution: str
+    note: str | None = None
+    lines: list[ReturnLine] = Field(description="What is returned; received, resellable and damaged as inspected.")
+    value: Decimal = Field(description="The goods' value before tax, as the review threshold compares it.")
+    currency: str
+    review_note: str | None = None
+    reviewed_by: str | None = None
+    label: Label | None = Field(default=None, description="The carrier's return label and its tracking number.")
+    receipts: list[ReceiptRecord] = []
+    refund: Refund | None = None
+    needs_attention: str | None = None
+    timeline: list[ReturnEvent] = []
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, state: ReturnState) -> ReturnView:
+        return cls.model_validate(state)

@@ -1,0 +1,188 @@
+"""Returns through the whole service: the API, the real worker on the Temporal dev server, PostgreSQL and
+the stand-in carrier and finance over real HTTP (tests/stack.py). A delivered order is returned, the
+carrier's label travels, the warehouse receives, stock and the finance ledger are checked."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+
+from db.returns import written_off
+from models.names import SA_ORDER_ID, SA_RETURN_STATUS, return_workflow_id
+from models.tables import ReturnRow
+from tests.stack import NotYet, Stack, eventually
+
+
+def new_sku(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8].upper()}"
+
+
+def order_body(mug: str, lamp: str) -> dict[str, Any]:
+    return {
+        "customer": {"id": "cust-77", "name": "Grace Hopper", "email": "grace@example.com", "phone": "+1 555 0100"},
+        "lines": [
+            {"sku": mug, "quantity": 3, "unit_price": "20.00"},
+            {"sku": lamp, "quantity": 1, "unit_price": "80.00"},
+        ],
+        "shipping_address": {
+            "name": "Grace Hopper",
+            "line1": "1 Navy Yard",
+            "city": "Amsterdam",
+            "postal_code": "1011 AB",
+            "country": "NL",
+        },
+    }
+
+
+async def delivered_order(stack: Stack) -> tuple[str, str, str]:
+    mug, lamp = new_sku("MUG"), new_sku("LAMP")
+    await stack.count_stock(mug, 3)
+    await stack.count_stock(lamp, 1)
+    order_id = await stack.place_order(order_body(mug, lamp))
+    await stack.wait_for_status(order_id, "delivered")
+    return order_id, mug, lamp
+
+
+async def wait_for_return(stack: Stack, return_id: str, status: str, timeout: float = 60.0) -> dict[str, Any]:
+    async def reached() -> dict[str, Any]:
+        response = await stack.operator.get(f"/returns/{return_id}")
+        assert response.status_code == 200, response.text
+        body = dict(response.json())
+        if body["status"] != status:
+            raise NotYet(f"return is {body['status']}, not {status}: {body['timeline'][-1:]}")
+        return body
+
+    return await eventually(reached, timeout=timeout)
+
+
+async def test_a_delivered_order_is_returned_received_restocked_and_refunded(stack: Stack) -> None:
+    order_id, mug, lamp = await delivered_order(stack)
+    invoice = (await stack.order(order_id))["invoice"]
+
+    asked = await stack.api.post(
+        f"/orders/{order_id}/returns",
+        json={
+            "lines": [
+                {"sku": mug, "quantity": 2, "reason": "damaged"},
+                {"sku": lamp, "quantity": 1, "reason": "no_longer_needed"},
+            ]
+        },
+        headers={"Idempotency-Key": "ret-1"},
+    )
+    assert asked.status_code == 202, asked.text
+    return_id = asked.json()["return_id"]
+    assert asked.headers["Location"] == f"/returns/{return_id}"
+    again = await stack.api.post(
+        f"/orders/{order_id}/returns",
+        json={
+            "lines": [
+                {"sku": mug, "quantity": 2, "reason": "damaged"},
+                {"sku": lamp, "quantity": 1, "reason": "no_longer_needed"},
+            ]
+        },
+        headers={"Idempotency-Key": "ret-1"},
+    )
+    assert again.status_code == 202 and again.json()["return_id"] == return_id
+
+    # The carrier's label travels: its tracking events reach the return, not the order.
+    in_transit = await wait_for_return(stack, return_id, "in_transit")
+    assert in_transit["label"]["tracking_number"].startswith("SR")
+
+    # More than what is left of the mugs (3 delivered, 2 in this return) is refused, naming the line.
+    beyond = await stack.api.post(
+        f"/orders/{order_id}/returns", json={"lines": [{"sku": mug, "quantity": 2, "reason": "wrong_item"}]}
+    )
+    assert beyond.status_code == 409, beyond.text
+    assert f"line {mug}" in beyond.json()["detail"]
+
+    first = await stack.operator.post(
+        f"/returns/{return_id}/receipt",
+        json={"warehouse": "AMS", "lines": [{"sku": mug, "quantity": 1, "condition": "resellable"}]},
+        headers={"Idempotency-Key": "box-1"},
+    )
+    assert first.status_code == 200, first.text
+    assert first.json()["status"] == "received"
+    repeated = await stack.operator.post(
+        f"/returns/{return_id}/receipt",
+        json={"warehouse": "AMS", "lines": [{"sku": mug, "quantity": 1, "condition": "resellable"}]},
+        headers={"Idempotency-Key": "box-1"},
+    )
+    assert repeated.status_code == 200 and len(repeated.json()["receipts"]) == 1
+    rest = await stack.operator.post(
+        f"/returns/{return_id}/receipt",
+        json={
+            "warehouse": "AMS",
+            "lines": [
+                {"sku": mug, "quantity": 1, "condition": "damaged"},
+                {"sku": lamp, "quantity": 1, "condition": "resellable"},
+            ],
+        },
+    )
+    assert rest.status_code == 200, rest.text
+
+    closed = await wait_for_return(stack, return_id, "closed")
+
+    # 2 mugs at 20.00 and a lamp at 80.00, each with its share of the invoice's tax.
+    base = Decimal(invoice["total"]) - Decimal(invoice["tax"])
+    share = Decimal(invoice["tax"]) / base
+    expected = sum(
+        ((net + net * share).quantize(Decimal("0.01")) for net in (Decimal("40.00"), Decimal("80.00"))), Decimal(0)
+    )
+    assert Decimal(closed["refund"]["amount"]) == expected
+    assert closed["refund"]["credit_note"].startswith("CN-")
+    refunds = [r for r in await stack.records("refunds") if r["order_id"] == order_id]
+    assert [(r["amount"], r["applied"]) for r in refunds] == [(str(expected), 1)]
+    assert refunds[0]["invoice_id"] == invoice["invoice_id"]
+    labels = [label for label in await stack.records("return_labels") if label["return_id"] == return_id]
+    assert len(labels) == 1 and labels[0]["applied"] == 1
+
+    # Resellable units are back on the shelf (one mug, the lamp); the damaged mug is written off, not stock.
+    assert (await stack.stock(mug))["on_hand"] == 1
+    assert (await stack.stock(lamp))["on_hand"] == 1
+    async with stack.sessionmaker() as session:
+        assert await written_off(session, mug) == 1
+        row = await session.scalar(select(ReturnRow).where(ReturnRow.return_id == return_id))
+        assert row is not None and row.status == "closed"
+
+    timeline = [entry["status"] for entry in closed["timeline"]]
+    for status in ("requested", "approved", "label_issued", "in_transit", "received", "refunded", "closed"):
+        assert status in timeline
+
+    description = await stack.temporal.get_workflow_handle(return_workflow_id(return_id)).describe()
+    assert description.typed_search_attributes.get(SA_RETURN_STATUS) == "closed"
+    assert description.typed_search_attributes.get(SA_ORDER_ID) == order_id
+
+    listed = await stack.api.get("/returns", params={"order_id": order_id})
+    assert [item["return_id"] for item in listed.json()["items"]] == [return_id]
+
+
+async def test_a_client_returns_only_its_own_orders_and_operators_review_big_returns(stack: Stack) -> None:
+    order_id, mug, _ = await delivered_order(stack)
+
+    async with stack.http(stack.keys.other_client) as other:
+        foreign = await other.post(
+            f"/orders/{order_id}/returns", json={"lines": [{"sku": mug, "quantity": 1, "reason": "damaged"}]}
+        )
+    assert foreign.status_code == 404, foreign.text
+
+    asked = await stack.api.post(
+        f"/orders/{order_id}/returns", json={"lines": [{"sku": mug, "quantity": 1, "reason": "other"}], "note": "?"}
+    )
+    assert asked.status_code == 202, asked.text
+    return_id = asked.json()["return_id"]
+    await wait_for_return(stack, return_id, "pending_review")
+
+    refused = await stack.api.post(f"/returns/{return_id}/review", json={"decision": "approve"})
+    assert refused.status_code == 403
+    declined = await stack.operator.post(f"/returns/{return_id}/review", json={"decision": "decline", "note": "worn"})
+    assert declined.status_code == 200, declined.text
+    await wait_for_return(stack, return_id, "declined")
+
+    # A declined return covers nothing: the same unit may be asked for again.
+    again = await stack.api.post(
+        f"/orders/{order_id}/returns", json={"lines": [{"sku": mug, "quantity": 3, "reason": "damaged"}]}
+    )
+    assert again.status_code == 202, again.text
