@@ -302,25 +302,27 @@ class ReturnView(BaseModel):
 
     model_config = ConfigDict(from_attributes=True)
 
-    return_id: str
-    workflow_id: str
-    order_id: str
-    customer_id: str
-    status: ReturnStatus
-    resolution: str
-    note: str | None = None
+    return_id: str = Field(description="The return's id.")
+    workflow_id: str = Field(description="The id of the return's workflow in Temporal: return-<return_id>.")
+    order_id: str = Field(description="The order the goods came with.")
+    customer_id: str = Field(description="The customer who returns them.")
+    status: ReturnStatus = Field(description="Where the return stands.")
+    resolution: str = Field(description="What the customer gets back: refund.")
+    note: str | None = Field(default=None, description="The note sent with the request, if any.")
     lines: list[ReturnLine] = Field(description="What is returned; received, resellable and damaged as inspected.")
     value: Decimal = Field(description="The goods' value before tax, as the review threshold compares it.")
-    currency: str
-    review_note: str | None = None
-    reviewed_by: str | None = None
+    currency: str = Field(description="ISO 4217 currency code, the order's.")
+    review_note: str | None = Field(default=None, description="The operator's note on the review, if any.")
+    reviewed_by: str | None = Field(default=None, description="Who reviewed the return; null when the rules approved.")
     label: Label | None = Field(default=None, description="The carrier's return label and its tracking number.")
-    receipts: list[ReceiptRecord] = []
-    refund: Refund | None = None
-    needs_attention: str | None = None
-    timeline: list[ReturnEvent] = []
-    created_at: datetime
-    updated_at: datetime
+    receipts: list[ReceiptRecord] = Field(default=[], description="What the warehouse received, parcel by parcel.")
+    refund: Refund | None = Field(default=None, description="The refund with its credit note; null until refunded.")
+    needs_attention: str | None = Field(
+        default=None, description="Why an operator must look, e.g. a refund that keeps failing; null otherwise."
+    )
+    timeline: list[ReturnEvent] = Field(default=[], description="Everything that happened to the return, in order.")
+    created_at: datetime = Field(description="When the return was requested.")
+    updated_at: datetime = Field(description="When it last changed.")
 
     @classmethod
     def of(cls, state: ReturnState) -> ReturnView:
