@@ -186,3 +186,34 @@ async def test_a_client_returns_only_its_own_orders_and_operators_review_big_ret
         f"/orders/{order_id}/returns", json={"lines": [{"sku": mug, "quantity": 3, "reason": "damaged"}]}
     )
     assert again.status_code == 202, again.text
+
+
+async def test_a_refund_whose_answer_is_lost_is_retried_and_refunded_once(stack: Stack) -> None:
+    order_id, _, lamp = await delivered_order(stack)
+    asked = await stack.api.post(
+        f"/orders/{order_id}/returns", json={"lines": [{"sku": lamp, "quantity": 1, "reason": "not_as_described"}]}
+    )
+    return_id = asked.json()["return_id"]
+    await wait_for_return(stack, return_id, "in_transit")
+
+    # Finance refunds, but its answer never arrives: the worker cannot tell it went through.
+    await stack.set_fault("finance", drop_rate=1.0, drop_after_effect=True)
+    received = await stack.operator.post(
+        f"/returns/{return_id}/receipt",
+        json={"warehouse": "AMS", "lines": [{"sku": lamp, "quantity": 1, "condition": "resellable"}]},
+    )
+    assert received.status_code == 200, received.text
+
+    async def refunded_at_finance() -> list[dict[str, Any]]:
+        found = [item for item in await stack.records("refunds") if item["order_id"] == order_id]
+        if not found:
+            raise NotYet("no refund at finance yet")
+        return found
+
+    await eventually(refunded_at_finance, timeout=30)
+    await stack.clear_faults()
+    closed = await wait_for_return(stack, return_id, "closed", timeout=60)
+
+    refunds = await refunded_at_finance()
+    assert [(item["refund_id"], item["applied"]) for item in refunds] == [(closed["refund"]["refund_id"], 1)]
+    assert stack.standin_answers.count("finance", 503) >= 1
