@@ -92,6 +92,8 @@ class ReturnWorkflow:
         self._tracking_inbox: list[ReturnTrackingEvent] = []
         # One receipt at a time: each is booked, then counted, before the next is looked at.
         self._receiving = asyncio.Lock()
+        # Until the process stops waiting for goods (all in, shipping time over, cancelled).
+        self._taking_goods = True
         self._seq = 0
 
     @workflow.run
@@ -133,11 +135,9 @@ class ReturnWorkflow:
     @workflow.update(name=names.UPDATE_RECEIVE_RETURN)
     async def receive(self, command: ReceiveCommand) -> ReturnState:
         async with self._receiving:
-            # Checked again under the lock: another receipt may have been booked since the validator ran.
-            try:
-                return_rules.check_receipt(self._state.lines, command.lines)
-            except return_rules.ReturnRefused as refusal:
-                self._refuse(str(refusal), "ReceiptRefused")
+            # Checked again under the lock: another receipt may have been booked, or the return
+            # cancelled or closed for goods, since the validator ran.
+            self._refuse_unless_taking_goods(command)
             receipt_no = len(self._state.receipts) + 1
             await workflow.execute_activity_method(
                 ReturnActivities.receive_return_goods,
@@ -169,8 +169,13 @@ class ReturnWorkflow:
 
     @receive.validator
     def _validate_receive(self, command: ReceiveCommand) -> None:
-        if self._state.status not in RECEIVING:
+        self._refuse_unless_taking_goods(command)
+
+    def _refuse_unless_taking_goods(self, command: ReceiveCommand) -> None:
+        if self._state.status not in RECEIVING or not self._taking_goods:
             self._refuse(f"return is {self._state.status.value}: no goods are expected", "ReceiptRefused")
+        if self._cancel is not None:
+            self._refuse("the return is being cancelled", "ReceiptRefused")
         try:
             return_rules.check_receipt(self._state.lines, command.lines)
         except return_rules.ReturnRefused as refusal:
@@ -257,7 +262,8 @@ class ReturnWorkflow:
             while self._tracking_inbox:
                 await self._apply_tracking(self._tracking_inbox.pop(0))
             await self._stop_if_cancelled()
-        # A receipt being booked right now is counted before the process goes on.
+        # No receipt is taken from here on; one being booked right now is counted before the process goes on.
+        self._taking_goods = False
         await workflow.wait_condition(lambda: not self._receiving.locked())
         if not self._state.receipts:
             await self._end(ReturnStatus.EXPIRED, "no goods within the shipping time", actor="timer")
