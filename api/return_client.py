@@ -48,6 +48,7 @@ from models.returns import (
     ReturnStatus,
     ReturnTrackingEvent,
 )
+from models.views import OrderView, ReturnRefView
 from security.keyring import Keyring
 from settings import Settings
 
@@ -306,3 +307,21 @@ async def track_return(
             raise
         log.info("late return tracking event dropped", return_id=return_id, event_id=event.event_id)
     return True
+
+
+async def with_returns(view: OrderView, sessionmaker: async_sessionmaker[AsyncSession]) -> OrderView:
+    """The order's view with its returns, and per line the units delivered and received back."""
+    async with sessionmaker.begin() as session:
+        returns = await records.returns_of_order(session, view.order_id)
+        received = await records.received_units(session, view.order_id)
+    delivered = view.status == OrderStatus.DELIVERED
+    lines = []
+    for line in view.lines:
+        # Units of a SKU ordered on several lines are counted back against the first lines first.
+        back = min(line.quantity, received.get(line.sku, 0))
+        received[line.sku] = received.get(line.sku, 0) - back
+        lines.append(
+            line.model_copy(update={"delivered_quantity": line.quantity if delivered else 0, "returned_quantity": back})
+        )
+    refs = [ReturnRefView(return_id=return_id, status=status) for return_id, status in returns]
+    return view.model_copy(update={"lines": lines, "returns": refs})

@@ -194,6 +194,17 @@ async def returns_of_order(session: AsyncSession, order_id: str) -> list[tuple[s
     return [(str(return_id), str(status)) for return_id, status in rows]
 
 
+async def received_units(session: AsyncSession, order_id: str) -> dict[str, int]:
+    """Units per SKU of the order that returns brought back to a warehouse, whatever their condition."""
+    rows = await session.execute(
+        select(ReturnReceiptRow.sku, func.sum(ReturnReceiptRow.quantity))
+        .join(ReturnRow, ReturnRow.return_id == ReturnReceiptRow.return_id)
+        .where(ReturnRow.order_id == order_id)
+        .group_by(ReturnReceiptRow.sku)
+    )
+    return {sku: int(units) for sku, units in rows}
+
+
 async def list_returns(
     session: AsyncSession,
     *,

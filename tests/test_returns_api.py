@@ -158,6 +158,14 @@ async def test_a_delivered_order_is_returned_received_restocked_and_refunded(sta
     listed = await stack.api.get("/returns", params={"order_id": order_id})
     assert [item["return_id"] for item in listed.json()["items"]] == [return_id]
 
+    # The order shows its return, and per line what was delivered and what came back.
+    order = await stack.order(order_id)
+    assert order["returns"] == [{"return_id": return_id, "status": "closed"}]
+    assert [(line["sku"], line["delivered_quantity"], line["returned_quantity"]) for line in order["lines"]] == [
+        (mug, 3, 2),
+        (lamp, 1, 1),
+    ]
+
 
 async def test_a_client_returns_only_its_own_orders_and_operators_review_big_returns(stack: Stack) -> None:
     order_id, mug, _ = await delivered_order(stack)
