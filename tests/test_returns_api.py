@@ -158,6 +158,11 @@ async def test_a_delivered_order_is_returned_received_restocked_and_refunded(sta
     listed = await stack.api.get("/returns", params={"order_id": order_id})
     assert [item["return_id"] for item in listed.json()["items"]] == [return_id]
 
+    metrics = (await stack.operator.get("/metrics")).text
+    assert 'oms_returns{status="closed"} 1.0' in metrics
+    assert 'oms_returns{status="pending_review"} 0.0' in metrics
+    assert "oms_returns_needing_attention 0.0" in metrics
+
     # The order shows its return, and per line what was delivered and what came back.
     order = await stack.order(order_id)
     assert order["returns"] == [{"return_id": return_id, "status": "closed"}]
