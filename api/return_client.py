@@ -113,7 +113,10 @@ class ReturnClient:
             existing = await records.get_return(session, return_id)
             if existing is None:
                 existing = await self._claim(session, order_id, return_id, request, client_id=client_id)
-            workflow_input = self._input(existing, await self._order(session, order_id), actor)
+            order = await self._order(session, order_id)
+            workflow_input = self._input(existing, order, actor)
+            if not self._within_window(order):
+                workflow_input.window_override = request.note
         await self._start(existing, workflow_input, forget_on_failure=idempotency_key is None)
         log.info("return accepted", return_id=return_id, order_id=order_id)
         return ReturnAccepted(
@@ -142,8 +145,7 @@ class ReturnClient:
         if order.status != OrderStatus.DELIVERED or order.invoice is None:
             raise ActionRefused(f"order is {order.status.value}: only a delivered order can be returned")
         now = datetime.now(UTC)
-        delivered = delivered_at(order) or order.updated_at
-        if not return_rules.within_window(delivered, now, self._settings.return_window_days):
+        if not self._within_window(order, now):
             if not request.override_window:
                 raise ActionRefused(
                     f"the return window of {self._settings.return_window_days} days after delivery has passed"
@@ -186,6 +188,10 @@ class ReturnClient:
         )
         await records.create_return(session, state)
         return state
+
+    def _within_window(self, order: OrderState, now: datetime | None = None) -> bool:
+        delivered = delivered_at(order) or order.updated_at
+        return return_rules.within_window(delivered, now or datetime.now(UTC), self._settings.return_window_days)
 
     def _input(self, state: ReturnState, order: OrderState, actor: str) -> ReturnInput:
         invoice = order.invoice

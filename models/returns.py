@@ -144,6 +144,8 @@ class ReturnInput(BaseModel):
     shipping_window: timedelta = timedelta(days=30)
     requested_by: str = "client"
     requested_at: datetime
+    # Set when an operator accepted the return after the return window: why, for the timeline.
+    window_override: str | None = None
 
 
 class Label(BaseModel):

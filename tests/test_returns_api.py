@@ -9,11 +9,13 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.testing import WorkflowEnvironment
 
 from db.returns import written_off
 from models.names import SA_ORDER_ID, SA_RETURN_STATUS, return_workflow_id
 from models.tables import ReturnRow
-from tests.stack import NotYet, Stack, eventually
+from tests.stack import NotYet, Stack, eventually, running_stack
 
 
 def new_sku(prefix: str) -> str:
@@ -230,3 +232,32 @@ async def test_a_refund_whose_answer_is_lost_is_retried_and_refunded_once(stack:
     refunds = await refunded_at_finance()
     assert [(item["refund_id"], item["applied"]) for item in refunds] == [(closed["refund"]["refund_id"], 1)]
     assert stack.standin_answers.count("finance", 503) >= 1
+
+
+async def test_after_the_return_window_only_an_operator_with_a_note_may_accept_a_return(
+    dev_server_env: WorkflowEnvironment,
+    database_url: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    task_queue: str,
+) -> None:
+    async with running_stack(
+        dev_server_env.client, database_url, sessionmaker, task_queue, settings={"return_window_days": 0}
+    ) as stack:
+        order_id, mug, _ = await delivered_order(stack)
+        body = {"lines": [{"sku": mug, "quantity": 1, "reason": "damaged"}]}
+
+        late = await stack.api.post(f"/orders/{order_id}/returns", json=body)
+        by_client = await stack.api.post(
+            f"/orders/{order_id}/returns", json={**body, "override_window": True, "note": "please"}
+        )
+        without_note = await stack.operator.post(f"/orders/{order_id}/returns", json={**body, "override_window": True})
+        by_operator = await stack.operator.post(
+            f"/orders/{order_id}/returns", json={**body, "override_window": True, "note": "courier lost it a week"}
+        )
+
+        assert late.status_code == 409 and "return window of 0 days" in late.json()["detail"]
+        assert by_client.status_code == 409 and without_note.status_code == 409
+        assert by_operator.status_code == 202, by_operator.text
+        accepted = await wait_for_return(stack, by_operator.json()["return_id"], "label_issued")
+        overridden = [entry for entry in accepted["timeline"] if entry["event"] == "return window overridden"]
+        assert [(entry["actor"], entry["detail"]) for entry in overridden] == [("operator", "courier lost it a week")]

@@ -100,6 +100,10 @@ class ReturnWorkflow:
     async def run(self, request: ReturnInput) -> ReturnState:
         try:
             await self._set_status(ReturnStatus.REQUESTED, "return requested", actor=request.requested_by)
+            if request.window_override is not None:
+                await self._record(
+                    "return window overridden", actor=request.requested_by, detail=request.window_override
+                )
             await self._review_return()
             await self._issue_label()
             await self._await_goods()
