@@ -23,7 +23,7 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import (
@@ -236,9 +236,10 @@ class ReturnClient:
                 ),
                 rpc_timeout=self._timeout,
             )
+        except WorkflowAlreadyStartedError:
+            # A repeated request for a return whose workflow has already finished: it ran once, as it should.
+            return
         except RPCError as error:
-            if error.status == RPCStatusCode.ALREADY_EXISTS:
-                return
             if not temporal_unavailable(error):
                 raise
             if forget_on_failure:

@@ -161,6 +161,20 @@ async def test_a_delivered_order_is_returned_received_restocked_and_refunded(sta
     listed = await stack.api.get("/returns", params={"order_id": order_id})
     assert [item["return_id"] for item in listed.json()["items"]] == [return_id]
 
+    # The same request sent again once the return is over answers with it, and starts nothing.
+    late_repeat = await stack.api.post(
+        f"/orders/{order_id}/returns",
+        json={
+            "lines": [
+                {"sku": mug, "quantity": 2, "reason": "damaged"},
+                {"sku": lamp, "quantity": 1, "reason": "no_longer_needed"},
+            ]
+        },
+        headers={"Idempotency-Key": "ret-1"},
+    )
+    assert late_repeat.status_code == 202, late_repeat.text
+    assert late_repeat.json() == {"return_id": return_id, "status": "closed", "workflow_id": f"return-{return_id}"}
+
     metrics = (await stack.operator.get("/metrics")).text
     assert 'oms_returns{status="closed"} 1.0' in metrics
     assert 'oms_returns{status="pending_review"} 0.0' in metrics
