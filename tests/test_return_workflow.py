@@ -319,6 +319,24 @@ async def test_a_cancel_after_goods_were_received_is_refused(returns: Returns) -
     assert "only before goods are received" in str(refused.value.cause)
 
 
+async def test_a_cancel_after_the_carrier_delivered_the_parcel_to_the_warehouse_is_refused(returns: Returns) -> None:
+    handle = await returns.start()
+    state = await returns.until(handle, ReturnStatus.LABEL_ISSUED)
+    assert state.label is not None
+    await handle.signal(
+        ReturnWorkflow.tracking_event,
+        ReturnTrackingEvent(
+            event_id="e-9", tracking_number=state.label.tracking_number, status="delivered", at=datetime.now(UTC)
+        ),
+    )
+
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(ReturnWorkflow.cancel, CancelReturnCommand(reason="changed my mind"))
+
+    assert "arrived at the warehouse" in str(refused.value.cause)
+    assert returns.fakes.labels[state.return_id] == "issued"
+
+
 async def test_a_refund_failing_for_a_while_is_retried_with_the_same_key_until_it_goes_through(
     returns: Returns,
 ) -> None:

@@ -222,6 +222,34 @@ async def test_a_client_returns_only_its_own_orders_and_operators_review_big_ret
         )
     )
     assert sorted(answer.status_code for answer in both) == [202, 409], [answer.text for answer in both]
+    taken = next(answer.json()["return_id"] for answer in both if answer.status_code == 202)
+
+    # Another client can neither see nor cancel it; once the carrier has delivered the parcel to the
+    # warehouse, its own client cannot cancel it either.
+    async with stack.http(stack.keys.other_client) as other:
+        assert (await other.get(f"/returns/{taken}")).status_code == 404
+        assert (await other.post(f"/returns/{taken}/cancel", json={"reason": "not mine"})).status_code == 404
+
+    async def parcel_arrived() -> None:
+        timeline = (await stack.api.get(f"/returns/{taken}")).json()["timeline"]
+        assert "carrier: delivered" in [entry["event"] for entry in timeline]
+
+    await eventually(parcel_arrived, timeout=30)
+    too_late = await stack.api.post(f"/returns/{taken}/cancel", json={"reason": "kept them after all"})
+    assert too_late.status_code == 409, too_late.text
+    assert "arrived at the warehouse" in too_late.json()["detail"]
+
+    # The last mug, asked for with reason "other", waits for review: its client cancels it, no label is ever issued.
+    last = await stack.api.post(
+        f"/orders/{order_id}/returns", json={"lines": [{"sku": mug, "quantity": 1, "reason": "other"}]}
+    )
+    last_id = last.json()["return_id"]
+    await wait_for_return(stack, last_id, "pending_review")
+    cancelled = await stack.api.post(f"/returns/{last_id}/cancel", json={"reason": "found the receipt"})
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled" and cancelled.json()["label"] is None
+    again = await stack.api.post(f"/returns/{last_id}/cancel", json={"reason": "again"})
+    assert again.status_code == 409 and again.json()["detail"] == "return is cancelled"
 
 
 async def test_a_refund_whose_answer_is_lost_is_retried_and_refunded_once(stack: Stack) -> None:

@@ -94,6 +94,8 @@ class ReturnWorkflow:
         self._receiving = asyncio.Lock()
         # Until the process stops waiting for goods (all in, shipping time over, cancelled).
         self._taking_goods = True
+        # The carrier has delivered the parcel back to the warehouse.
+        self._parcel_arrived = False
         self._seq = 0
 
     @workflow.run
@@ -200,6 +202,8 @@ class ReturnWorkflow:
                 f"return is {self._state.status.value}: it can be cancelled only before goods are received",
                 "CancelRefused",
             )
+        if self._parcel_arrived:
+            self._refuse("the parcel has arrived at the warehouse: it can no longer be cancelled", "CancelRefused")
 
     @workflow.update(name=names.UPDATE_RETRY_REFUND)
     async def retry_refund(self, command: ReviewReturnCommand) -> ReturnState:
@@ -218,6 +222,8 @@ class ReturnWorkflow:
     def tracking_event(self, event: ReturnTrackingEvent) -> None:
         if event.event_id not in self._tracking_seen:
             self._tracking_seen.add(event.event_id)
+            # The goods are ours from here on: the customer can no longer call the return off.
+            self._parcel_arrived = self._parcel_arrived or event.status == "delivered"
             self._tracking_inbox.append(event)
             self._news += 1
 
@@ -280,7 +286,7 @@ class ReturnWorkflow:
                 ReturnStatus.IN_TRANSIT, "parcel on its way back", actor="carrier", detail=event.tracking_number
             )
         else:
-            self._append_event(f"carrier: {event.status}", actor="carrier", detail=event.tracking_number)
+            await self._record(f"carrier: {event.status}", actor="carrier", detail=event.tracking_number)
 
     async def _refund(self) -> None:
         lines = return_rules.refund_lines(self._state.lines, self._input.invoice)

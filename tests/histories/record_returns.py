@@ -48,6 +48,12 @@ async def refunded(returns: Returns) -> Handle:
         ),
     )
     await returns.until(handle, ReturnStatus.IN_TRANSIT)
+    await handle.signal(
+        ReturnWorkflow.tracking_event,
+        ReturnTrackingEvent(
+            event_id="e-2", tracking_number=state.label.tracking_number, status="delivered", at=datetime.now(UTC)
+        ),
+    )
     await returns.receive(handle, ("MUG-1", 1, RESELLABLE))
     await returns.receive(handle, ("MUG-1", 1, DAMAGED), ("TEE-2", 1, RESELLABLE))
     await handle.result()
