@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import pytest
 from temporalio import activity
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -306,6 +306,20 @@ async def test_the_customer_cancels_before_the_goods_arrive_and_the_label_is_voi
 
     assert state.status == ReturnStatus.CANCELLED
     assert returns.fakes.labels[state.return_id] == "void"
+
+
+async def test_a_return_workflow_cancelled_from_outside_voids_its_label_and_records_the_cancellation(
+    returns: Returns,
+) -> None:
+    handle = await returns.start()
+    state = await returns.until(handle, ReturnStatus.LABEL_ISSUED)
+
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+
+    assert returns.fakes.labels[state.return_id] == "void"
+    assert returns.fakes.recorded[-1] == "cancelled"
 
 
 async def test_a_cancel_after_goods_were_received_is_refused(returns: Returns) -> None:
