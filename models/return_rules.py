@@ -96,16 +96,26 @@ def apply_receipt(lines: list[ReturnLine], receipt: list[ReceiptLine]) -> None:
 def refund_lines(lines: Iterable[ReturnLine], invoice: InvoiceShare) -> list[RefundLine]:
     """What each line's received units were paid: the unit price plus its share of the invoice's tax.
 
-    The tax of an invoice falls on its goods and shipping alike, at one rate: a line's share is its
-    net value times tax / (subtotal + shipping), rounded half up to the cent.
+    The tax of an invoice falls on its goods and shipping alike, at one rate: the received goods' share
+    is their net value times tax / (subtotal + shipping), rounded half up to the cent once for all of
+    them and handed to the lines cumulatively, so the shares add up to it and the refund of goods
+    never exceeds what was invoiced for them, however the cents fall.
     """
     taxed_base = invoice.total - invoice.tax
     refunds = []
+    net_so_far = Decimal("0.00")
+    tax_so_far = Decimal("0.00")
     for line in lines:
         if line.received == 0:
             continue
         net = line.unit_price * line.received
-        tax = (net * invoice.tax / taxed_base).quantize(CENT, rounding=ROUND_HALF_UP) if taxed_base else Decimal(0)
+        net_so_far += net
+        tax_until_now = (
+            (net_so_far * invoice.tax / taxed_base).quantize(CENT, rounding=ROUND_HALF_UP)
+            if taxed_base
+            else Decimal("0.00")
+        )
+        tax, tax_so_far = tax_until_now - tax_so_far, tax_until_now
         refunds.append(RefundLine(sku=line.sku, quantity=line.received, amount=(net + tax).quantize(CENT)))
     return refunds
 

@@ -411,6 +411,22 @@ def test_the_refund_is_the_unit_price_plus_its_share_of_the_invoice_tax() -> Non
     assert [(line.sku, line.quantity, line.amount) for line in refund] == [("MUG", 1, Decimal("18.00"))]
 
 
+def test_the_tax_shares_of_a_refund_add_up_to_no_more_than_was_invoiced() -> None:
+    # Two lines of 0.03 invoiced with 0.01 tax (20 % of 0.06, rounded): a share of 0.005 each, rounded
+    # line by line, would refund 0.08 of the 0.07 invoiced.
+    invoice = InvoiceShare(
+        invoice_id="INV-2", subtotal=Decimal("0.06"), tax=Decimal("0.01"), total=Decimal("0.07"), currency="EUR"
+    )
+    lines = return_input(A=1, B=1).lines
+    for line in lines:
+        line.unit_price, line.received = Decimal("0.03"), 1
+
+    refund = return_rules.refund_lines(lines, invoice)
+
+    assert [line.amount for line in refund] == [Decimal("0.04"), Decimal("0.03")]
+    assert return_rules.refund_total(refund) == invoice.total
+
+
 def test_review_is_needed_above_the_threshold_or_for_reason_other() -> None:
     assert return_rules.review_reasons(return_input().lines, Decimal("1000")) == []
     assert return_rules.review_reasons(return_input().lines, Decimal("10")) == ["value 45.00 above 10.00"]
