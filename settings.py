@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     backorder_timeout: timedelta = timedelta(days=7)
     delivery_timeout: timedelta = timedelta(days=14)
 
+    # Returns: how long after delivery a client may return goods, the value above which an operator
+    # reviews a return, and how long the customer has to send the goods once the label is issued.
+    return_window_days: int = Field(default=30, ge=0)
+    return_review_threshold: Decimal = Decimal("1000.00")
+    return_shipping_days: int = Field(default=30, ge=1)
+
     # Warehouses are drawn from in this order; unlisted ones come after, by code.
     warehouse_priority: Annotated[list[str], NoDecode] = []
 

@@ -1,4 +1,4 @@
-"""The Temporal worker: runs the order and replenishment workflows and every activity, and
+"""The Temporal worker: runs the order, replenishment and return workflows and every activity, and
 beside them the dispatcher of order events to webhook subscribers.
 
 `python worker.py` runs it until SIGINT or SIGTERM, then drains in-flight tasks. It serves the
@@ -30,6 +30,7 @@ from activities.http import create_http_client
 from activities.inventory import InventoryActivities
 from activities.orders import OrderRecordActivities
 from activities.purchasing import PurchasingActivities
+from activities.returns import ReturnActivities
 from activities.review import ReviewActivities
 from db.engine import create_engine, create_sessionmaker
 from logging_config import configure_logging
@@ -41,6 +42,7 @@ from webhook_dispatcher import WebhookDispatcher
 from workflows.backup import BackupWorkflow
 from workflows.order import OrderWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
+from workflows.returns import ReturnWorkflow
 
 log = structlog.get_logger(__name__)
 
@@ -66,10 +68,11 @@ def build_worker(
     customers = CustomerActivities(http, settings)
     purchasing = PurchasingActivities(sessionmaker, http, client, settings)
     backups = BackupActivities(settings)
+    returns = ReturnActivities(sessionmaker, http, client, settings)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
-        workflows=[OrderWorkflow, ReplenishmentWorkflow, BackupWorkflow],
+        workflows=[OrderWorkflow, ReplenishmentWorkflow, BackupWorkflow, ReturnWorkflow],
         activities=[
             records.record_order,
             records.record_status,
@@ -93,6 +96,11 @@ def build_worker(
             purchasing.record_shortage,
             purchasing.resolve_shortages,
             purchasing.notify_purchasing,
+            returns.record_return,
+            returns.issue_return_label,
+            returns.void_return_label,
+            returns.receive_return_goods,
+            returns.refund_return,
             # The backup-periodic schedule's runs (backup/schedule.py).
             backups.take_backup,
         ],

@@ -21,7 +21,19 @@ from api.body_limit import BodySizeLimit
 from api.errors import error_responses, install_error_handlers
 from api.guard import Guard
 from api.metrics import ApiMetrics, RequestMetrics
-from api.routes import audit, codec, health, inventory, keys, metrics, orders, purchasing, subscriptions, webhooks
+from api.routes import (
+    audit,
+    codec,
+    health,
+    inventory,
+    keys,
+    metrics,
+    orders,
+    purchasing,
+    returns,
+    subscriptions,
+    webhooks,
+)
 from db.engine import create_engine, create_sessionmaker
 from security.api_keys import InvalidKey, ensure_admin_key
 from security.keyring import Keyring, load_keyring
@@ -83,6 +95,7 @@ def create_app(
     install_error_handlers(app)
     for router in (
         orders.router,
+        returns.router,
         inventory.router,
         purchasing.router,
         webhooks.router,

@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.route_templates import RouteTemplates
 from db.metrics import ServiceState
 from models.order import OrderStatus
+from models.returns import ReturnStatus
 
 UNMATCHED = "unmatched"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -84,6 +85,15 @@ def state_metrics(state: ServiceState) -> Iterator[Metric]:
     for status, count in sorted(counts.items()):
         orders.add_metric([status], count)
     yield orders
+    returns = GaugeMetricFamily("oms_returns", "Returns by status, as recorded in the database.", labels=["status"])
+    for status, count in sorted(({status.value: 0 for status in ReturnStatus} | state.returns_by_status).items()):
+        returns.add_metric([status], count)
+    yield returns
+    yield GaugeMetricFamily(
+        "oms_returns_needing_attention",
+        "Returns flagged for an operator, e.g. a refund that keeps failing.",
+        state.returns_needing_attention,
+    )
     yield GaugeMetricFamily(
         "oms_open_shortages", "Open shortages: orders waiting for stock, one per order and SKU.", state.open_shortages
     )

@@ -8,6 +8,7 @@ TASK_QUEUE = "orders"
 
 ORDER_WORKFLOW = "OrderWorkflow"
 REPLENISHMENT_WORKFLOW = "ReplenishmentWorkflow"
+RETURN_WORKFLOW = "ReturnWorkflow"
 
 # Signals, updates and queries of the order workflow.
 QUERY_STATUS = "status"
@@ -24,6 +25,13 @@ SIGNAL_STOCK_RECEIVED = "stock_received"
 SIGNAL_WITHDRAW = "withdraw"
 QUERY_DEMAND = "demand"
 
+# Updates and signals of the return workflow (queries: QUERY_STATUS).
+UPDATE_REVIEW_RETURN = "review_return"
+UPDATE_RECEIVE_RETURN = "receive_return"
+UPDATE_CANCEL_RETURN = "cancel_return"
+UPDATE_RETRY_REFUND = "retry_refund"
+SIGNAL_RETURN_TRACKING = "return_tracking_event"
+
 # Temporal header carrying the id of the API request on whose behalf a workflow, signal, update or
 # activity runs (observability/request_id.py).
 HEADER_REQUEST_ID = "oms-request-id"
@@ -36,11 +44,16 @@ SA_ORDER_STATUS = SearchAttributeKey.for_keyword("OrderStatus")
 SA_CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 SA_ORDER_TOTAL = SearchAttributeKey.for_float("OrderTotal")
 SA_SKUS = SearchAttributeKey.for_keyword_list("Skus")
+# Of a return workflow, beside CustomerId.
+SA_ORDER_ID = SearchAttributeKey.for_keyword("OrderId")
+SA_RETURN_STATUS = SearchAttributeKey.for_keyword("ReturnStatus")
 SEARCH_ATTRIBUTES: dict[str, str] = {
     SA_ORDER_STATUS.name: "Keyword",
     SA_CUSTOMER_ID.name: "Keyword",
     SA_ORDER_TOTAL.name: "Double",
     SA_SKUS.name: "KeywordList",
+    SA_ORDER_ID.name: "Keyword",
+    SA_RETURN_STATUS.name: "Keyword",
 }
 
 
@@ -60,3 +73,10 @@ def order_id_of(workflow_id: str) -> str | None:
 
 def replenishment_workflow_id(sku: str) -> str:
     return f"replenish-{sku}"
+
+
+RETURN_WORKFLOW_ID_PREFIX = "return-"
+
+
+def return_workflow_id(return_id: str) -> str:
+    return f"{RETURN_WORKFLOW_ID_PREFIX}{return_id}"

@@ -280,3 +280,106 @@ class WebhookOutboxRow(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+
+
+# ---- Returns (RMA): written by the API when a return is requested and by the return workflow after. ----
+
+RETURN_STATUSES = (
+    "requested",
+    "pending_review",
+    "approved",
+    "declined",
+    "label_issued",
+    "in_transit",
+    "received",
+    "refunded",
+    "closed",
+    "cancelled",
+    "expired",
+)
+
+
+class ReturnRow(Base):
+    """A return of goods from a delivered order; `state` is the return as its workflow last wrote it."""
+
+    __tablename__ = "returns"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({', '.join(repr(s) for s in RETURN_STATUSES)})", name="status_known"),
+        CheckConstraint("value >= 0", name="value_non_negative"),
+        Index("ix_returns_order", "order_id"),
+        Index("ix_returns_created", "created_at", "return_id"),
+        Index("ix_returns_status_created", "status", "created_at"),
+    )
+    return_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(64))
+    workflow_id: Mapped[str] = mapped_column(String(80))
+    client_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    customer_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20))
+    value: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    currency: Mapped[str] = mapped_column(String(3))
+    # The carrier's tracking number of the return label: its webhook events go to this return.
+    tracking_number: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    needs_attention: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ReturnLineRow(Base):
+    """What a return covers of its order: the units of these lines may not be returned again."""
+
+    __tablename__ = "return_lines"
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        Index("ix_return_lines_order_sku", "order_id", "sku"),
+    )
+    return_id: Mapped[str] = mapped_column(ForeignKey("returns.return_id"), primary_key=True)
+    line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(64))
+    sku: Mapped[str] = mapped_column(String(64))
+    quantity: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(32))
+
+
+class ReturnReceiptRow(Base):
+    """Units of a return the warehouse received, by receipt, SKU and condition: booked once each."""
+
+    __tablename__ = "return_receipts"
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint("condition IN ('resellable', 'damaged')", name="condition_known"),
+    )
+    return_id: Mapped[str] = mapped_column(ForeignKey("returns.return_id"), primary_key=True)
+    receipt_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64), primary_key=True)
+    condition: Mapped[str] = mapped_column(String(16), primary_key=True)
+    warehouse: Mapped[str] = mapped_column(String(32))
+    quantity: Mapped[int] = mapped_column(Integer)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class StockWriteOffRow(Base):
+    """Units that came back unfit to sell: written off, never added to stock."""
+
+    __tablename__ = "stock_write_offs"
+    __table_args__ = (CheckConstraint("quantity > 0", name="quantity_positive"),)
+    write_off_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    sku: Mapped[str] = mapped_column(ForeignKey("skus.sku"))
+    warehouse: Mapped[str] = mapped_column(ForeignKey("warehouses.code"))
+    quantity: Mapped[int] = mapped_column(Integer)
+    return_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    reason: Mapped[str] = mapped_column(String(200))
+    written_off_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ReturnIdempotencyKeyRow(Base):
+    """Idempotency-Key of POST /orders/{id}/returns → the one return it created; keys are per caller."""
+
+    __tablename__ = "return_idempotency_keys"
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    return_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -50,6 +50,8 @@ class OrderLineView(View):
     allocations: list[AllocationView] = Field(
         default=[], description="Where the units are reserved; empty until stock is allocated."
     )
+    delivered_quantity: int = Field(default=0, description="Units delivered: all of the line once delivered.")
+    returned_quantity: int = Field(default=0, description="Units the warehouse has received back in returns.")
 
 
 class ReviewView(View):
@@ -85,6 +87,11 @@ class TimelineEntryView(View):
     detail: str | None = Field(default=None, description="More about it, e.g. a tracking number or a reason.")
 
 
+class ReturnRefView(View):
+    return_id: str = Field(description="The return's id: GET /returns/{return_id} tells all of it.")
+    status: str = Field(description="Where the return stands.")
+
+
 class OrderView(View):
     """An order as the API shows it: where it stands, what was ordered, and everything that happened to it."""
 
@@ -108,6 +115,7 @@ class OrderView(View):
     )
     cancellation_reason: str | None = Field(default=None, description="Why the order was cancelled, if it was.")
     timeline: list[TimelineEntryView] = Field(default=[], description="Every status change and event, oldest first.")
+    returns: list[ReturnRefView] = Field(default=[], description="The order's returns, oldest first.")
     created_at: datetime = Field(description="When the order was received.")
     updated_at: datetime = Field(description="When the order last changed.")
 

@@ -1,4 +1,4 @@
-"""The carrier stand-in: address check, rate quote, draft booking, confirmation, cancellation."""
+"""The carrier stand-in: address check, rate quote, draft booking, confirmation, cancellation; return labels."""
 
 from __future__ import annotations
 
@@ -97,6 +97,13 @@ class BookingRequest(BaseModel):
     currency: Currency
 
 
+class ReturnLabelRequest(BaseModel):
+    # The order the goods came with: the label's tracking events name it, as a booking's do.
+    reference: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    return_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    items: Annotated[list[Item], Field(min_length=1)]
+
+
 router = APIRouter(prefix="/carrier", tags=["carrier"])
 
 
@@ -148,6 +155,55 @@ async def get_booking(booking_id: str, store: StoreDep) -> dict[str, Any]:
     if booking is None:
         raise ProviderError(404, "not_found", f"no such booking: {booking_id}")
     return _public(booking)
+
+
+@router.post("/returns/labels", status_code=201)
+async def issue_return_label(
+    body: ReturnLabelRequest, call: Idempotent, store: StoreDep, tracking: TrackingDep
+) -> JSONResponse:
+    """A prepaid label for the customer's parcel back; its tracking events follow as the parcel travels."""
+    return call.apply(body, lambda: _issue_label(store, tracking, body, call.key))
+
+
+@router.post("/returns/labels/{label_id}/void")
+async def void_return_label(label_id: str, call: Idempotent, store: StoreDep) -> JSONResponse:
+    return call.apply(None, lambda: _void_label(store, label_id, call.key))
+
+
+@router.get("/returns/labels/{label_id}")
+async def get_return_label(label_id: str, store: StoreDep) -> dict[str, Any]:
+    label = store.get("return_labels", label_id)
+    if label is None:
+        raise ProviderError(404, "not_found", f"no such return label: {label_id}")
+    return _public(label)
+
+
+def _issue_label(store: Store, tracking: TrackingDispatcher, body: ReturnLabelRequest, key: str) -> Outcome:
+    label_id = f"RL-{uuid.uuid4().hex[:12].upper()}"
+    label = {
+        "label_id": label_id,
+        "carrier": CARRIER_NAME,
+        "status": "issued",
+        "tracking_number": f"SR{secrets.randbelow(10**10):010d}",
+        **body.model_dump(mode="json"),
+        "idempotency_key": key,
+        "history": [],
+    }
+    store.put("return_labels", label_id, label)
+    tracking.start(label_id, "return_labels")
+    return Outcome(201, _public(label))
+
+
+def _void_label(store: Store, label_id: str, key: str) -> Outcome:
+    def change(label: dict[str, Any]) -> Outcome:
+        if label["status"] == "delivered":
+            return Outcome.refusal(409, "label_used", "the parcel of a delivered label cannot be stopped")
+        if label["status"] != "void":
+            label["status"] = "void"
+            label["history"].append({"action": "void", "idempotency_key": key})
+        return Outcome(200, _public(label))
+
+    return store.update("return_labels", label_id, change)
 
 
 def _book(store: Store, body: BookingRequest, key: str) -> Outcome:

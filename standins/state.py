@@ -15,8 +15,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-RecordKind = Literal["bookings", "invoices", "customers", "purchases", "notifications", "shortages"]
-RECORD_KINDS: tuple[RecordKind, ...] = ("bookings", "invoices", "customers", "purchases", "notifications", "shortages")
+RecordKind = Literal[
+    "bookings", "invoices", "customers", "purchases", "notifications", "shortages", "return_labels", "refunds"
+]
+RECORD_KINDS: tuple[RecordKind, ...] = (
+    "bookings",
+    "invoices",
+    "customers",
+    "purchases",
+    "notifications",
+    "shortages",
+    "return_labels",
+    "refunds",
+)
 
 Service = Literal["carrier", "finance", "crm", "notifications", "purchasing"]
 PROVIDER_SERVICES: frozenset[str] = frozenset({"carrier", "finance", "crm", "notifications", "purchasing"})

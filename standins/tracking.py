@@ -1,4 +1,5 @@
-"""The carrier's tracking webhook: after a booking is confirmed, post "in_transit" and then "delivered".
+"""The carrier's tracking webhook: after a booking is confirmed, post "in_transit" and then "delivered";
+the same for a return label once issued (the customer's parcel on its way back), until it is voided.
 
 Events of one booking go out in order from one background task; each is retried with backoff
 when our webhook does not answer 2xx, and given up after a few attempts, as real carriers do.
@@ -18,7 +19,7 @@ import structlog
 
 from security.signing import sign
 from standins.config import StandinConfig
-from standins.state import Outcome, Store
+from standins.state import Outcome, RecordKind, Store
 
 log = structlog.get_logger(__name__)
 
@@ -32,9 +33,9 @@ class TrackingDispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
 
-    def start(self, booking_id: str) -> None:
-        """Begin the tracking of a confirmed booking; must be called from the event loop."""
-        task = asyncio.get_running_loop().create_task(self._track(booking_id))
+    def start(self, booking_id: str, kind: RecordKind = "bookings") -> None:
+        """Begin the tracking of a confirmed booking (or an issued return label); must be called from the event loop."""
+        task = asyncio.get_running_loop().create_task(self._track(booking_id, kind))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -49,24 +50,25 @@ class TrackingDispatcher:
             await self._client.aclose()
             self._client = None
 
-    async def _track(self, booking_id: str) -> None:
+    async def _track(self, booking_id: str, kind: RecordKind) -> None:
         for status in TRACKING_STEPS:
             await asyncio.sleep(self._config.tracking_delay_seconds)
-            event = self._advance(booking_id, status)
+            event = self._advance(booking_id, status, kind)
             if event is None:
                 return
             await self._deliver(event)
 
-    def _advance(self, booking_id: str, status: str) -> dict[str, Any] | None:
-        """Move the booking to `status` and return its event; None when it was cancelled meanwhile."""
+    def _advance(self, booking_id: str, status: str, kind: RecordKind) -> dict[str, Any] | None:
+        """Move the booking to `status` and return its event; None when it was cancelled (voided) meanwhile."""
         event: dict[str, Any] = {}
+        id_field = "booking_id" if kind == "bookings" else "label_id"
 
         def change(booking: dict[str, Any]) -> Outcome:
-            if booking["status"] == "cancelled":
+            if booking["status"] in ("cancelled", "void"):
                 return Outcome(409, {})
             booking["status"] = status
             event.update(
-                event_id=f"{booking['booking_id']}:{status}",
+                event_id=f"{booking[id_field]}:{status}",
                 order_id=booking["reference"],
                 tracking_number=booking["tracking_number"],
                 status=status,
@@ -74,7 +76,7 @@ class TrackingDispatcher:
             )
             return Outcome(200, {})
 
-        outcome = self._store.update("bookings", booking_id, change)
+        outcome = self._store.update(kind, booking_id, change)
         return event if outcome.status == 200 else None
 
     async def _deliver(self, event: dict[str, Any]) -> None:

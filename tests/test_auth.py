@@ -48,6 +48,13 @@ RULES: dict[tuple[str, str], set[Role]] = {
     ("GET", "/orders/{order_id}"): {CLIENT, OPERATOR},
     ("POST", "/orders/{order_id}/cancel"): {CLIENT, OPERATOR},
     ("POST", "/orders/{order_id}/review"): {OPERATOR},
+    ("POST", "/orders/{order_id}/returns"): {CLIENT, OPERATOR},
+    ("GET", "/returns"): {CLIENT, OPERATOR},
+    ("GET", "/returns/{return_id}"): {CLIENT, OPERATOR},
+    ("POST", "/returns/{return_id}/cancel"): {CLIENT, OPERATOR},
+    ("POST", "/returns/{return_id}/review"): {OPERATOR},
+    ("POST", "/returns/{return_id}/receipt"): {OPERATOR},
+    ("POST", "/returns/{return_id}/refund/retry"): {OPERATOR},
     ("GET", "/inventory/{sku}"): {PURCHASING, OPERATOR},
     ("PUT", "/inventory/{sku}"): set(),
     ("POST", "/inventory/{sku}/receipts"): {PURCHASING},
@@ -82,6 +89,7 @@ OPEN = {
 }
 SAMPLE_IDS = {
     "order_id": str(uuid.uuid4()),
+    "return_id": str(uuid.uuid4()),
     "sku": "MATRIX-1",
     "key_id": "0123456789abcdef",
     "subscription_id": str(uuid.uuid4()),

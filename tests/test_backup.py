@@ -23,6 +23,7 @@ import boto3
 import httpx
 import psycopg
 import pytest
+from alembic.script import ScriptDirectory
 from psycopg import sql
 from sqlalchemy.engine import make_url
 from temporalio.client import Client, ScheduleDescription, ScheduleListDescription, WorkflowExecution
@@ -37,7 +38,7 @@ from backup.manifest import BackupError, backup_name, newest_first, read_manifes
 from backup.postgres import tools_for
 from backup.schedule import ensure_backup_schedule
 from backup.store import create, list_backups, restore, verify
-from db.migrate import upgrade
+from db.migrate import alembic_config, upgrade
 from models.backup import BackupRequest, BackupTaken
 from models.names import SEARCH_ATTRIBUTES
 from settings import Settings
@@ -47,6 +48,8 @@ from workflows.backup import BackupWorkflow
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
+# The newest schema revision of this code, which every backup of a migrated database names.
+HEAD_REVISION = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 # Rules over plain data.
 
@@ -156,7 +159,7 @@ def test_a_backup_holds_each_store_with_sizes_checksums_versions_and_the_schema_
     for part in manifest.parts:
         path = created.folder / part.file
         assert (path.stat().st_size, sha256_of(path)) == (part.bytes, part.sha256)
-    assert manifest.alembic_revision == "0004"
+    assert manifest.alembic_revision == HEAD_REVISION
     assert manifest.versions["postgresql_server.orders"].startswith("15.")
     assert manifest.versions["pg_dump"].startswith("15.")
     assert manifest.versions["temporal_cli"].split()[0].count(".") == 2
@@ -181,7 +184,7 @@ def test_a_restore_into_empty_stores_brings_back_the_rows_and_the_temporal_file(
     connection.close()
     assert said[0].startswith("restored temporal (sqlite")
     assert said[1].startswith("restored orders (postgresql")
-    assert "revision 0004" in said[-1]
+    assert f"revision {HEAD_REVISION}" in said[-1]
 
 
 def test_a_restore_refuses_stores_that_are_not_empty_and_changes_nothing_unless_forced(
@@ -259,7 +262,7 @@ def test_an_sqlite_order_database_is_copied_while_another_connection_keeps_it_op
     with sqlite3.connect(orders) as connection:
         assert connection.execute("SELECT sku FROM skus").fetchall() == [("MUG-001",)]
     connection.close()
-    assert created.manifest.alembic_revision == "0004"
+    assert created.manifest.alembic_revision == HEAD_REVISION
 
 
 def test_no_pg_dump_of_the_servers_major_version_is_a_clear_error() -> None:
@@ -300,7 +303,7 @@ def test_the_command_line_creates_lists_verifies_and_restores(source: Settings, 
     assert created.stdout.startswith(f"backup {name}: ")
     listed = _cli("list", **env).stdout.splitlines()
     assert listed[0].split() == ["NAME", "TAKEN", "SIZE", "STORES", "SCHEMA", "WHERE"]
-    assert listed[1].split()[0] == name and listed[1].split()[-3:] == ["temporal,orders", "0004", "local"]
+    assert listed[1].split()[0] == name and listed[1].split()[-3:] == ["temporal,orders", HEAD_REVISION, "local"]
     verified = _cli("verify", name, **env)
     assert (verified.returncode, verified.stdout.splitlines()[-1]) == (0, "the backup is sound")
 
@@ -553,7 +556,7 @@ def test_a_restore_refuses_a_schema_revision_this_code_does_not_know(source: Set
     created = create(source)
     manifest_file = created.folder / "manifest.json"
     manifest_file.write_text(
-        manifest_file.read_text().replace('"alembic_revision": "0004"', '"alembic_revision": "0099"')
+        manifest_file.read_text().replace(f'"alembic_revision": "{HEAD_REVISION}"', '"alembic_revision": "0099"')
     )
 
     with pytest.raises(BackupError, match="revision 0099, which this version of the service does not know"):

@@ -19,10 +19,14 @@ from security.codec import data_converter
 from tests.conftest import TEST_KEYRING
 from workflows.order import OrderWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
+from workflows.returns import ReturnWorkflow
 
 # One folder per generation of the workflow code (tests/histories/record.py).
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*/*.json"))
 TEXTS = {f"{path.parent.name}/{path.stem}": path.read_text() for path in HISTORIES}
+# The return workflow's, one folder per generation under returns/ (tests/histories/record_returns.py).
+RETURN_HISTORIES = sorted((Path(__file__).parent / "histories" / "returns").glob("*/*.json"))
+RETURN_TEXTS = {f"returns/{path.parent.name}/{path.stem}": path.read_text() for path in RETURN_HISTORIES}
 
 
 def test_the_kept_histories_cover_every_kind_of_run_in_each_generation() -> None:
@@ -36,6 +40,21 @@ def test_the_kept_histories_cover_every_kind_of_run_in_each_generation() -> None
 async def test_history_replays_without_non_determinism(name: str) -> None:
     history = WorkflowHistory.from_json(name, TEXTS[name])
     replayer = Replayer(workflows=[OrderWorkflow, ReplenishmentWorkflow], data_converter=data_converter(TEST_KEYRING))
+
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+
+    assert result.replay_failure is None
+
+
+def test_the_kept_return_histories_cover_every_way_a_return_ends() -> None:
+    endings = {path.stem for path in RETURN_HISTORIES}
+    assert {"return_refunded", "return_declined", "return_cancelled", "return_expired"} <= endings
+
+
+@pytest.mark.parametrize("name", RETURN_TEXTS)
+async def test_return_history_replays_without_non_determinism(name: str) -> None:
+    history = WorkflowHistory.from_json(name, RETURN_TEXTS[name])
+    replayer = Replayer(workflows=[ReturnWorkflow], data_converter=data_converter(TEST_KEYRING))
 
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
 

@@ -10,6 +10,7 @@ from api.auth import client_scope, require_role
 from api.deps import OrdersDep, SessionmakerDep
 from api.errors import BODY_ERRORS, TooManyRequests, error_responses
 from api.guard import set_audit_target
+from api.return_client import with_returns
 from db.orders import list_orders
 from models.fields import PRINTABLE_ASCII
 from models.order import (
@@ -110,9 +111,10 @@ async def get_orders(
 
 
 @router.get("/{order_id}", response_model=OrderView, responses=error_responses(404, 409, 422, 503))
-async def get_order(order_id: OrderId, orders: OrdersDep, caller: Follower) -> OrderView:
-    """The order as it stands: status, customer, lines with allocations, total, review, shipment, invoice, timeline."""
-    return await orders.state(order_id, client_id=client_scope(caller))
+async def get_order(order_id: OrderId, orders: OrdersDep, caller: Follower, sessionmaker: SessionmakerDep) -> OrderView:
+    """The order as it stands: status, customer, lines with allocations, total, review, shipment, invoice, timeline,
+    and its returns, with per line the units delivered and returned."""
+    return await with_returns(await orders.state(order_id, client_id=client_scope(caller)), sessionmaker)
 
 
 @router.post("/{order_id}/cancel", response_model=OrderView, responses=error_responses(404, 409, *BODY_ERRORS, 503))

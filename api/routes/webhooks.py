@@ -1,4 +1,5 @@
-"""Webhooks of outside systems: the carrier reports tracking events here.
+"""Webhooks of outside systems: the carrier reports tracking events here, of orders' parcels and of
+return labels (a tracking number a return holds goes to that return's workflow, any other to its order).
 
 A delivery is taken only when it is signed with the carrier's secret (security.signing),
 recent, and not seen before. The signature is checked on the raw body before anything reads
@@ -23,8 +24,9 @@ from fastapi import APIRouter, Request, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from api.deps import OrdersDep, SessionmakerDep, SettingsDep
+from api.deps import OrdersDep, SessionmakerDep, SettingsDep, TemporalDep
 from api.errors import BODY_ERRORS, WebhookRefused, error_responses
+from api.return_client import track_return
 from api.schemas import Accepted
 from db import webhooks
 from models.order import TrackingEvent
@@ -92,7 +94,7 @@ SIGNATURE_HEADERS = [
     },
 )
 async def carrier_event(
-    request: Request, orders: OrdersDep, sessionmaker: SessionmakerDep, settings: SettingsDep
+    request: Request, orders: OrdersDep, sessionmaker: SessionmakerDep, settings: SettingsDep, client: TemporalDep
 ) -> Accepted:
     """A signed tracking event for an order; one for an order that has already finished is accepted and dropped."""
     body = await request.body()
@@ -112,7 +114,10 @@ async def carrier_event(
         if not await webhooks.remember_delivery(session, verified.signature, CARRIER, datetime.now(UTC)):
             raise _refused(request, "Replay", "this delivery was already received")
     try:
-        await orders.track(event)
+        if not await track_return(
+            client, sessionmaker, event, timedelta(seconds=settings.api_workflow_timeout_seconds)
+        ):
+            await orders.track(event)
     except BaseException:
         # Shielded: a request cancelled mid-signal (the carrier hung up) still forgets its delivery.
         await asyncio.shield(_forget(sessionmaker, verified.signature))

@@ -1,0 +1,145 @@
+"""Record the return workflow's kept histories: `python -m tests.histories.record_returns <generation>`.
+
+As tests/histories/record.py does for orders: each scenario runs the real return workflow on the
+time-skipping server against the workflow tests' in-memory activities, and its history is written,
+unencrypted and without this machine's paths, to returns/<generation>/ beside this file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from models.returns import (
+    CancelReturnCommand,
+    Condition,
+    ReturnReason,
+    ReturnStatus,
+    ReturnTrackingEvent,
+    ReviewReturnCommand,
+)
+from security.codec import data_converter
+from tests.conftest import BIN, register_search_attributes
+from tests.histories.record import without_machine_paths
+from tests.test_return_workflow import FakeReturnSystems, Handle, Returns, return_input
+from workflows.returns import ReturnWorkflow
+
+HERE = Path(__file__).parent / "returns"
+TASK_QUEUE = "record-return-histories"
+RESELLABLE, DAMAGED = Condition.RESELLABLE, Condition.DAMAGED
+Scenario = Callable[[Returns], Awaitable[Handle]]
+
+
+async def refunded(returns: Returns) -> Handle:
+    handle = await returns.start()
+    state = await returns.until(handle, ReturnStatus.LABEL_ISSUED)
+    assert state.label is not None
+    await handle.signal(
+        ReturnWorkflow.tracking_event,
+        ReturnTrackingEvent(
+            event_id="e-1", tracking_number=state.label.tracking_number, status="in_transit", at=datetime.now(UTC)
+        ),
+    )
+    await returns.until(handle, ReturnStatus.IN_TRANSIT)
+    await handle.signal(
+        ReturnWorkflow.tracking_event,
+        ReturnTrackingEvent(
+            event_id="e-2", tracking_number=state.label.tracking_number, status="delivered", at=datetime.now(UTC)
+        ),
+    )
+    await returns.receive(handle, ("MUG-1", 1, RESELLABLE))
+    await returns.receive(handle, ("MUG-1", 1, DAMAGED), ("TEE-2", 1, RESELLABLE))
+    await handle.result()
+    return handle
+
+
+async def approved_by_operator(returns: Returns) -> Handle:
+    handle = await returns.start(return_input(reason=ReturnReason.OTHER))
+    await returns.until(handle, ReturnStatus.PENDING_REVIEW)
+    await handle.execute_update(ReturnWorkflow.review, ReviewReturnCommand(approve=True, note="ok"))
+    await returns.until(handle, ReturnStatus.LABEL_ISSUED)
+    await returns.receive(handle, ("MUG-1", 2, RESELLABLE), ("TEE-2", 1, RESELLABLE))
+    await handle.result()
+    return handle
+
+
+async def declined(returns: Returns) -> Handle:
+    handle = await returns.start(return_input(threshold="10.00"))
+    await returns.until(handle, ReturnStatus.PENDING_REVIEW)
+    await handle.execute_update(ReturnWorkflow.review, ReviewReturnCommand(approve=False, note="worn"))
+    await handle.result()
+    return handle
+
+
+async def cancelled(returns: Returns) -> Handle:
+    handle = await returns.start()
+    await returns.until(handle, ReturnStatus.LABEL_ISSUED)
+    await handle.execute_update(ReturnWorkflow.cancel, CancelReturnCommand(reason="kept it"))
+    await handle.result()
+    return handle
+
+
+async def expired(returns: Returns) -> Handle:
+    handle = await returns.start()
+    await returns.until(handle, ReturnStatus.LABEL_ISSUED)
+    await handle.result()
+    return handle
+
+
+async def refund_refused_then_retried(returns: Returns) -> Handle:
+    returns.fakes.refuse_refund = ApplicationError("above what was invoiced", type="RefundRefused", non_retryable=True)
+    handle = await returns.start()
+    await returns.until(handle, ReturnStatus.LABEL_ISSUED)
+    await returns.receive(handle, ("MUG-1", 2, RESELLABLE), ("TEE-2", 1, RESELLABLE))
+    for _ in range(500):
+        if (await handle.query(ReturnWorkflow.status)).needs_attention:
+            break
+        await asyncio.sleep(0.02)
+    returns.fakes.refuse_refund = None
+    await handle.execute_update(ReturnWorkflow.retry_refund, ReviewReturnCommand(approve=True))
+    await handle.result()
+    return handle
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "return_refunded": refunded,
+    "return_approved_by_operator": approved_by_operator,
+    "return_declined": declined,
+    "return_cancelled": cancelled,
+    "return_expired": expired,
+    "return_refund_refused_then_retried": refund_refused_then_retried,
+}
+
+
+async def main(generation: str) -> None:
+    folder = HERE / generation
+    folder.mkdir(parents=True, exist_ok=True)
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=data_converter(None), test_server_existing_path=str(BIN / "temporal-test-server")
+    )
+    try:
+        await register_search_attributes(env.client)
+        for name, scenario in SCENARIOS.items():
+            fakes = FakeReturnSystems()
+            async with Worker(
+                env.client, task_queue=TASK_QUEUE, workflows=[ReturnWorkflow], activities=fakes.activities()
+            ):
+                handle = await scenario(Returns(env, TASK_QUEUE, fakes))
+                history = await handle.fetch_history()
+            (folder / f"{name}.json").write_text(without_machine_paths(history.to_json()))
+            print(f"recorded {name}: {len(history.events)} events")
+    finally:
+        await env.shutdown()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m tests.histories.record_returns <generation>")
+    asyncio.run(main(sys.argv[1]))
