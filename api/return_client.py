@@ -36,7 +36,8 @@ from api.errors import (
 )
 from db import returns as records
 from db.orders import get_order
-from models import names, return_rules
+from domain import returns as return_rules
+from models import names
 from models.order import OrderState, OrderStatus, TrackingEvent
 from models.returns import (
     InvoiceShare,

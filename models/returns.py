@@ -1,7 +1,7 @@
 """Returns (RMA): what clients and operators send, the return workflow's input and state, and its messages.
 
 The rules a return follows (whether it needs review, what may be returned, what is refunded) are
-pure functions in models/return_rules.py; the API's answers are views of `ReturnState`, and the
+pure functions in domain/returns.py; the API's answers are views of `ReturnState`, and the
 rows are db/returns.py's.
 """
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import httpx
 
-from tests.test_standins import INVOICE, Receiver, eventually, receiver, records, standin
+from tests.polling import until
+from tests.test_standins import INVOICE, Receiver, receiver, records, standin
 
 __all__ = ["receiver", "standin"]
 
@@ -40,7 +41,7 @@ async def test_a_return_label_is_issued_once_per_key_and_its_parcel_is_tracked(
     assert first.status_code == again.status_code == 201
     assert first.json() == again.json()
     assert first.json()["tracking_number"].startswith("SR")
-    await eventually(lambda: len(receiver.events) == 2)
+    await until(lambda: len(receiver.events) == 2, timeout=5, interval=0.02)
     assert [(event["status"], event["order_id"]) for event in receiver.events] == [
         ("in_transit", "order-1"),
         ("delivered", "order-1"),

@@ -17,7 +17,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from models import names, return_rules
+from domain import returns as return_rules
+from models import names
 from models.returns import (
     CancelReturnCommand,
     Condition,

@@ -16,6 +16,8 @@ from temporalio.testing import WorkflowEnvironment
 from db.returns import written_off
 from models.names import SA_ORDER_ID, SA_RETURN_STATUS, return_workflow_id
 from models.tables import ReturnRow
+from tests import builders
+from tests.builders import AMSTERDAM, line
 from tests.stack import NotYet, Stack, eventually, running_stack
 
 
@@ -24,20 +26,9 @@ def new_sku(prefix: str) -> str:
 
 
 def order_body(mug: str, lamp: str) -> dict[str, Any]:
-    return {
-        "customer": {"id": "cust-77", "name": "Grace Hopper", "email": "grace@example.com", "phone": "+1 555 0100"},
-        "lines": [
-            {"sku": mug, "quantity": 3, "unit_price": "20.00"},
-            {"sku": lamp, "quantity": 1, "unit_price": "80.00"},
-        ],
-        "shipping_address": {
-            "name": "Grace Hopper",
-            "line1": "1 Navy Yard",
-            "city": "Amsterdam",
-            "postal_code": "1011 AB",
-            "country": "NL",
-        },
-    }
+    return builders.order_body(
+        lines=[line(mug, 3, "20.00"), line(lamp, 1, "80.00")], customer={"id": "cust-77"}, address=AMSTERDAM
+    )
 
 
 async def delivered_order(stack: Stack) -> tuple[str, str, str]:

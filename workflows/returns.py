@@ -19,7 +19,8 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.returns import ReturnActivities
-    from models import names, return_rules
+    from domain import returns as return_rules
+    from models import names
     from models.returns import (
         CancelReturnCommand,
         LabelInput,
