@@ -280,3 +280,7 @@ class WebhookOutboxRow(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+
+
+# The forecast's tables join this metadata (imported last: they build on Base).
+from models import forecast_tables as forecast_tables  # noqa: E402
