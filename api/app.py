@@ -21,7 +21,19 @@ from api.body_limit import BodySizeLimit
 from api.errors import error_responses, install_error_handlers
 from api.guard import Guard
 from api.metrics import ApiMetrics, RequestMetrics
-from api.routes import audit, codec, health, inventory, keys, metrics, orders, purchasing, subscriptions, webhooks
+from api.routes import (
+    audit,
+    codec,
+    forecast,
+    health,
+    inventory,
+    keys,
+    metrics,
+    orders,
+    purchasing,
+    subscriptions,
+    webhooks,
+)
 from db.engine import create_engine, create_sessionmaker
 from security.api_keys import InvalidKey, ensure_admin_key
 from security.keyring import Keyring, load_keyring
@@ -85,6 +97,8 @@ def create_app(
         orders.router,
         inventory.router,
         purchasing.router,
+        forecast.suggestions,
+        forecast.forecasts,
         webhooks.router,
         subscriptions.router,
         keys.router,

@@ -15,8 +15,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-RecordKind = Literal["bookings", "invoices", "customers", "purchases", "notifications", "shortages"]
-RECORD_KINDS: tuple[RecordKind, ...] = ("bookings", "invoices", "customers", "purchases", "notifications", "shortages")
+RecordKind = Literal[
+    "bookings", "invoices", "customers", "purchases", "notifications", "shortages", "purchase_requests"
+]
+RECORD_KINDS: tuple[RecordKind, ...] = (
+    "bookings",
+    "invoices",
+    "customers",
+    "purchases",
+    "notifications",
+    "shortages",
+    "purchase_requests",
+)
 
 Service = Literal["carrier", "finance", "crm", "notifications", "purchasing"]
 PROVIDER_SERVICES: frozenset[str] = frozenset({"carrier", "finance", "crm", "notifications", "purchasing"})

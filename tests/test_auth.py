@@ -52,6 +52,10 @@ RULES: dict[tuple[str, str], set[Role]] = {
     ("PUT", "/inventory/{sku}"): set(),
     ("POST", "/inventory/{sku}/receipts"): {PURCHASING},
     ("GET", "/purchasing/shortages"): {PURCHASING},
+    ("GET", "/purchasing/suggestions"): {PURCHASING},
+    ("POST", "/purchasing/suggestions/{suggestion_id}/accept"): {PURCHASING},
+    ("POST", "/purchasing/suggestions/{suggestion_id}/dismiss"): {PURCHASING},
+    ("GET", "/forecast/{sku}"): {PURCHASING, OPERATOR},
     ("POST", "/keys"): set(),
     ("GET", "/keys"): set(),
     ("POST", "/keys/{key_id}/revoke"): set(),
@@ -85,6 +89,7 @@ SAMPLE_IDS = {
     "sku": "MATRIX-1",
     "key_id": "0123456789abcdef",
     "subscription_id": str(uuid.uuid4()),
+    "suggestion_id": str(uuid.uuid4()),
 }
 
 
