@@ -1,0 +1,77 @@
+"""The forecast's storage on SQLite, the database of `make run`: a chunk forecast and its suggestions
+written, accepted, dismissed and received, with the same answers as on PostgreSQL (test_forecast_service)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.testing import ActivityEnvironment
+
+from activities.forecast import ForecastActivities
+from db import forecast as store
+from db.engine import create_engine, create_sessionmaker
+from db.migrate import upgrade
+from db.stock import receive_stock
+from models.forecast import ForecastChunkInput
+from settings import Settings
+from tests.test_forecast_service import HISTORY_DAYS, demo_skus, seed_demand
+
+Sessions = async_sessionmaker[AsyncSession]
+AS_OF = date(2026, 12, 1)
+
+
+@pytest.fixture
+async def sqlite_sessionmaker(tmp_path: Path) -> AsyncIterator[Sessions]:
+    url = f"sqlite:///{tmp_path}/forecast.sqlite3"
+    await asyncio.to_thread(upgrade, url)
+    engine = create_engine(url)
+    yield create_sessionmaker(engine)
+    await engine.dispose()
+
+
+async def test_a_chunk_on_sqlite_writes_forecasts_and_suggestions_that_can_be_accepted_and_received(
+    sqlite_sessionmaker: Sessions,
+) -> None:
+    skus = demo_skus()
+    await seed_demand(sqlite_sessionmaker, skus, AS_OF - timedelta(days=1))
+    async with httpx.AsyncClient() as http:
+        activities = ForecastActivities(sqlite_sessionmaker, http, Settings())
+        request = ForecastChunkInput(
+            run_id="run-1", as_of=AS_OF, history_days=HISTORY_DAYS + 10, skus=[s.sku for s in skus] + ["NONE"]
+        )
+        result = await ActivityEnvironment().run(activities.forecast_chunk, request)
+
+    assert (result.forecasts, result.suggestions, result.too_short) == (2, 2, ["NONE"])
+    async with sqlite_sessionmaker() as session:
+        forecast = await store.get_forecast(session, skus[0].sku)
+        listed = await store.list_suggestions(session)
+    assert forecast is not None
+    assert len(forecast.points) == 28 and forecast.points[0].date == AS_OF
+    assert forecast.generated_at.tzinfo is not None
+    assert {s.sku for s in listed.items} == {s.sku for s in skus}
+
+    first, second = listed.items
+    async with sqlite_sessionmaker.begin() as session:
+        accepted = await store.accept_suggestion(session, first.suggestion_id)
+    async with sqlite_sessionmaker.begin() as session:
+        again = await store.accept_suggestion(session, first.suggestion_id)
+    async with sqlite_sessionmaker.begin() as session:
+        await store.dismiss_suggestion(session, second.suggestion_id)
+    async with sqlite_sessionmaker() as session:
+        assert await store.on_order(session, first.sku, "AMS") == first.quantity
+    async with sqlite_sessionmaker.begin() as session:
+        await receive_stock(session, first.sku, "AMS", first.quantity + 5, "receipt-1")
+    async with sqlite_sessionmaker() as session:
+        after = await store.on_order(session, first.sku, "AMS")
+        statuses = {s.suggestion_id: s.status for s in (await store.list_suggestions(session, None)).items}
+
+    assert accepted.status == again.status == "accepted"
+    assert after == 0
+    assert statuses == {first.suggestion_id: "accepted", second.suggestion_id: "dismissed"}
+    assert accepted.created_at < datetime.now(UTC)
