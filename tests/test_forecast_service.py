@@ -1,5 +1,6 @@
 """The demand forecast as a service: the schedule the worker registers, a triggered run on the real dev
-server writing forecasts and suggestions to PostgreSQL, the API over them, and accepting a suggestion.
+server writing forecasts and suggestions to PostgreSQL, the API over them, accepting a suggestion, and
+`make run` showing a forecast of its demo history on the first start.
 
 Demand is seeded as order records (the synthetic demand of scripts/demand_generator.py, one order
 per SKU and day), the way the order workflows leave them.
@@ -8,11 +9,16 @@ per SKU and day), the way the order workflows leave them.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from contextlib import suppress
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock
 from decimal import Decimal
+from pathlib import Path
+from time import monotonic, sleep
 from typing import Any
 
+import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, ScheduleActionStartWorkflow
@@ -34,10 +40,14 @@ from models.forecast_tables import DemandForecastRow, ReorderSuggestionRow
 from models.tables import OrderLineRow, OrderRow, SkuRow, StockRow, WarehouseRow
 from scripts.demand_generator import SyntheticSku, generate
 from settings import Settings
+from tests import test_local_stack
 from tests.conftest import TEST_KEYRING
 from tests.stack import NotYet, Stack, eventually
+from tests.test_local_stack import admin_headers, stack_environment, start_stack, stop, wait_until_ready
 
 Sessions = async_sessionmaker[AsyncSession]
+# The fixture that stops a stack a failed test left running, with everything it started.
+stack_guard = test_local_stack.stack_guard
 HISTORY_DAYS = 120
 
 
@@ -56,7 +66,7 @@ async def seed_demand(sessionmaker: Sessions, skus: list[SyntheticSku], last_day
                 if quantity == 0:
                     continue
                 day = first_day + timedelta(days=offset)
-                at = datetime.combine(day, time(12), tzinfo=UTC)
+                at = datetime.combine(day, clock(12), tzinfo=UTC)
                 order_id = f"demo-{sku.sku}-{day.isoformat()}"
                 session.add(
                     OrderRow(
@@ -307,3 +317,34 @@ async def _strikes(stack: Stack) -> dict[str, Any]:
 
 def _drops(faults: dict[str, Any]) -> int:
     return int(faults.get("struck", {}).get("purchasing", {}).get("drop", 0))
+
+
+# make run
+
+
+def test_make_run_shows_a_forecast_and_suggestions_of_the_demo_history_on_its_first_start(
+    tmp_path: Path, stack_guard: list[subprocess.Popen[bytes]]
+) -> None:
+    env = stack_environment(tmp_path / "data")
+    output = tmp_path / "stack.log"
+    running = start_stack(env, output)
+    stack_guard.append(running)
+    wait_until_ready(running, env, output)
+    api = f"http://127.0.0.1:{env['OMS_API_PORT']}"
+    headers = admin_headers(env)
+
+    deadline = monotonic() + 120
+    while (forecast := httpx.get(f"{api}/forecast/MUG-001", headers=headers, timeout=10)).status_code != 200:
+        assert forecast.status_code == 404, forecast.text
+        assert monotonic() < deadline, output.read_text()
+        sleep(1)
+    suggestions = httpx.get(f"{api}/purchasing/suggestions", headers=headers, timeout=10)
+    demo_orders = httpx.get(f"{api}/orders", params={"customer_id": "demo-history", "limit": 100}, headers=headers)
+    stop(running, output)
+
+    assert len(forecast.json()["points"]) == 28
+    assert len(forecast.json()["history"]) == 90
+    assert suggestions.status_code == 200
+    assert len(demo_orders.json()["items"]) == 90
+    assert all(order["order_id"].startswith("demo-history-") for order in demo_orders.json()["items"])
+    assert "Traceback" not in output.read_text()

@@ -1,5 +1,6 @@
 """The forecast's storage on SQLite, the database of `make run`: a chunk forecast and its suggestions
-written, accepted, dismissed and received, with the same answers as on PostgreSQL (test_forecast_service)."""
+written, accepted, dismissed and received, with the same answers as on PostgreSQL (test_forecast_service);
+and the demo order history `make run` seeds."""
 
 from __future__ import annotations
 
@@ -17,9 +18,13 @@ from activities.forecast import ForecastActivities
 from db import forecast as store
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
+from db.orders import get_order
 from db.stock import receive_stock
 from models.forecast import ForecastChunkInput
+from scripts.demo_catalogue import seed
+from scripts.demo_history import DEMAND, DEMO_DAYS, DEMO_PREFIX, seed_history
 from settings import Settings
+from tests.conftest import TEST_KEYRING
 from tests.test_forecast_service import HISTORY_DAYS, demo_skus, seed_demand
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -75,3 +80,27 @@ async def test_a_chunk_on_sqlite_writes_forecasts_and_suggestions_that_can_be_ac
     assert after == 0
     assert statuses == {first.suggestion_id: "accepted", second.suggestion_id: "dismissed"}
     assert accepted.created_at < datetime.now(UTC)
+
+
+async def test_the_demo_history_is_written_once_reads_like_closed_orders_and_can_be_forecast(
+    sqlite_sessionmaker: Sessions,
+) -> None:
+    await seed(sqlite_sessionmaker)
+    written = await seed_history(sqlite_sessionmaker, TEST_KEYRING, AS_OF)
+    again = await seed_history(sqlite_sessionmaker, TEST_KEYRING, AS_OF + timedelta(days=1))
+    async with sqlite_sessionmaker() as session:
+        order = await get_order(session, f"{DEMO_PREFIX}{AS_OF - timedelta(days=1)}", TEST_KEYRING)
+        skus = await store.demand_skus(session, AS_OF - timedelta(days=DEMO_DAYS), AS_OF - timedelta(days=1))
+    async with httpx.AsyncClient() as http:
+        activities = ForecastActivities(sqlite_sessionmaker, http, Settings())
+        request = ForecastChunkInput(run_id="demo", as_of=AS_OF, history_days=DEMO_DAYS, skus=skus)
+        result = await ActivityEnvironment().run(activities.forecast_chunk, request)
+
+    # One order a day with any demand: the steady sellers sell every day.
+    assert written == DEMO_DAYS
+    assert again == 0
+    assert order is not None
+    assert (order.status, order.customer.id) == ("delivered", "demo-history")
+    assert skus == sorted(DEMAND)
+    assert result.forecasts >= 4
+    assert {"MUG-001", "TEE-002", "BAG-005"} <= {s for s in skus if s not in result.too_short}
