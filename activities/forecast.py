@@ -73,7 +73,7 @@ class ForecastActivities:
             else:
                 now = datetime.now(UTC)
                 async with self._sessionmaker.begin() as session:
-                    positions = await store.stock_positions(session, sku, first_day)
+                    positions = await store.stock_positions(session, sku, first_day, self._settings.warehouse_priority)
                     shares = warehouse_shares(
                         {p.warehouse: float(p.served) for p in positions}, [p.warehouse for p in positions]
                     )

@@ -117,8 +117,16 @@ async def set_purchase_terms(session: AsyncSession, sku: str, terms: PurchaseTer
     await session.execute(insert.on_conflict_do_update(index_elements=["sku"], set_=values))
 
 
-async def stock_positions(session: AsyncSession, sku: str, first_day: date) -> list[StockPosition]:
-    """The SKU at every warehouse that stocks it, has it on order or served it; else at the first warehouse."""
+async def stock_positions(
+    session: AsyncSession, sku: str, first_day: date, priority: Sequence[str] = ()
+) -> list[StockPosition]:
+    """The SKU at every warehouse that stocks it, has it on order or served it, else at the first warehouse;
+    in the order allocation draws from them (`priority` first, then by code)."""
+    rank = {code: index for index, code in enumerate(priority)}
+
+    def ordered(codes: set[str]) -> list[str]:
+        return sorted(codes, key=lambda code: (rank.get(code, len(rank)), code))
+
     stock = {
         warehouse: (on_hand, reserved)
         for warehouse, on_hand, reserved in await session.execute(
@@ -143,10 +151,9 @@ async def stock_positions(session: AsyncSession, sku: str, first_day: date) -> l
             .group_by(ReservationRow.warehouse)
         )
     }
-    warehouses = sorted(set(stock) | set(on_order) | set(served))
+    warehouses = ordered(set(stock) | set(on_order) | set(served))
     if not warehouses:
-        first = await session.scalar(select(WarehouseRow.code).order_by(WarehouseRow.code).limit(1))
-        warehouses = [first] if first else []
+        warehouses = ordered(set(await session.scalars(select(WarehouseRow.code))))[:1]
     return [
         StockPosition(
             warehouse=code,

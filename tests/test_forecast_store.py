@@ -5,6 +5,7 @@ and the demo order history `make run` seeds."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -104,3 +105,40 @@ async def test_the_demo_history_is_written_once_reads_like_closed_orders_and_can
     assert skus == sorted(DEMAND)
     assert result.forecasts >= 4
     assert {"MUG-001", "TEE-002", "BAG-005"} <= {s for s in skus if s not in result.too_short}
+
+
+async def test_a_retried_chunk_goes_on_after_the_last_sku_it_reported_done(sqlite_sessionmaker: Sessions) -> None:
+    skus = demo_skus()
+    await seed_demand(sqlite_sessionmaker, skus, AS_OF - timedelta(days=1))
+    heartbeats: list[tuple[object, ...]] = []
+    env = ActivityEnvironment()
+    # The attempt before this one heartbeat after the first SKU, then its worker was lost.
+    env.info = dataclasses.replace(env.info, heartbeat_details=[1, {"forecasts": 1, "suggestions": 1}])
+    env.on_heartbeat = lambda *details: heartbeats.append(details)
+    async with httpx.AsyncClient() as http:
+        activities = ForecastActivities(sqlite_sessionmaker, http, Settings())
+        request = ForecastChunkInput(
+            run_id="run-1", as_of=AS_OF, history_days=HISTORY_DAYS + 10, skus=[s.sku for s in skus]
+        )
+        result = await env.run(activities.forecast_chunk, request)
+    async with sqlite_sessionmaker() as session:
+        first = await store.get_forecast(session, skus[0].sku)
+        second = await store.get_forecast(session, skus[1].sku)
+
+    assert (result.forecasts, result.suggestions) == (2, 2)
+    assert first is None and second is not None
+    assert heartbeats == [(2, {"forecasts": 2, "suggestions": 2, "too_short": []})]
+
+
+async def test_a_sku_stocked_nowhere_is_suggested_for_the_first_warehouse_allocation_draws_from(
+    sqlite_sessionmaker: Sessions,
+) -> None:
+    await seed(sqlite_sessionmaker)
+    async with sqlite_sessionmaker() as session:
+        by_code = await store.stock_positions(session, "NEW-SKU", AS_OF)
+        by_priority = await store.stock_positions(session, "NEW-SKU", AS_OF, ["WH-WEST"])
+        stocked = await store.stock_positions(session, "MUG-001", AS_OF, ["WH-WEST"])
+
+    assert [p.warehouse for p in by_code] == ["WH-EAST"]
+    assert [p.warehouse for p in by_priority] == ["WH-WEST"]
+    assert [(p.warehouse, p.on_hand, p.on_order) for p in stocked] == [("WH-WEST", 80, 0), ("WH-EAST", 120, 0)]
