@@ -22,6 +22,7 @@ from api.errors import error_responses, install_error_handlers
 from api.guard import Guard
 from api.metrics import ApiMetrics, RequestMetrics
 from api.routes import (
+    analytics,
     audit,
     codec,
     forecast,
@@ -99,6 +100,7 @@ def create_app(
         purchasing.router,
         forecast.suggestions,
         forecast.forecasts,
+        analytics.router,
         webhooks.router,
         subscriptions.router,
         keys.router,
