@@ -21,6 +21,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.runtime import Runtime
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.backup import BackupActivities
@@ -135,7 +136,12 @@ async def running_worker(
 async def register_schedules(client: Client, settings: Settings) -> None:
     """The schedules the worker runs, created or brought up to date at every start (never doubled)."""
     if settings.forecast_interval is not None:
-        outcome = await ensure_forecast_schedule(client, settings)
+        try:
+            outcome = await ensure_forecast_schedule(client, settings)
+        except RPCError as error:
+            # Orders go on without it; the next start registers it.
+            log.warning("demand forecast schedule not registered", error=str(error))
+            return
         log.info(f"demand forecast schedule {outcome}", every=str(settings.forecast_interval))
 
 

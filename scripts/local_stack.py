@@ -102,6 +102,9 @@ class StackConfig:
     temporal_in_memory: bool = False
     # None: the worker serves no metrics, as in the fault drills and benchmarks, which make their config by hand.
     worker_metrics_port: int | None = None
+    # `make run` only: 90 days of demo order history and a first forecast of it. The drills and
+    # benchmarks count every order in the database as theirs.
+    demo_history: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> StackConfig:
@@ -118,6 +121,7 @@ class StackConfig:
             api_port=port("OMS_API_PORT", 8000),
             standins_port=port("STANDINS_PORT", 8100),
             worker_metrics_port=port("OMS_STACK_WORKER_METRICS_PORT", 9464),
+            demo_history=True,
         )
 
     @property
@@ -342,11 +346,13 @@ class LocalStack:
         try:
             sessionmaker = create_sessionmaker(engine)
             await seed(sessionmaker)
-            keyring = load_keyring(self.settings) if self.key_file is None else read_key_file(self.key_file)
-            demo_orders = await seed_history(sessionmaker, keyring, datetime.now(UTC).date())
+            if self.config.demo_history:
+                keyring = load_keyring(self.settings) if self.key_file is None else read_key_file(self.key_file)
+                added = await seed_history(sessionmaker, keyring, datetime.now(UTC).date())
+                log.info("demo order history ready", orders_added=added)
         finally:
             await engine.dispose()
-        log.info("demo catalogue ready", demo_history_orders_added=demo_orders)
+        log.info("demo catalogue ready")
 
     async def _first_forecast(self) -> None:
         """With no forecast yet (a first start), trigger the demand-forecast schedule so there is one to show."""
@@ -354,7 +360,7 @@ class LocalStack:
             update={"temporal_address": f"127.0.0.1:{self.config.temporal_port}"}
             | ({"encryption_key_file": str(self.key_file)} if self.key_file else {})
         )
-        if settings.forecast_interval is None:
+        if settings.forecast_interval is None or not self.config.demo_history:
             return
         engine = create_engine(self.database_url, pool_size=1)
         try:
