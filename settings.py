@@ -162,6 +162,13 @@ class Settings(BaseSettings):
             raise ValueError("a backup interval must be a minute or more (ISO 8601 such as PT6H, or seconds)")
         return value
 
+    @field_validator("forecast_interval")
+    @classmethod
+    def _forecast_at_most_hourly(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(hours=1):
+            raise ValueError("a forecast interval must be an hour or more (ISO 8601 such as P1D, or seconds)")
+        return value
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.environment == "production":

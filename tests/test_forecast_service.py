@@ -19,6 +19,8 @@ from time import monotonic, sleep
 from typing import Any
 
 import httpx
+import pytest
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, ScheduleActionStartWorkflow
@@ -144,10 +146,13 @@ async def test_the_schedule_is_registered_once_however_often_the_worker_starts(
     assert (action.workflow, action.task_queue) == (FORECAST_WORKFLOW, task_queue)
 
 
-def test_no_schedule_is_asked_for_with_no_interval() -> None:
+def test_the_forecast_interval_is_daily_by_default_none_when_empty_and_never_under_an_hour() -> None:
     assert Settings(forecast_interval="").forecast_interval is None  # type: ignore[arg-type]
     assert Settings(forecast_interval="0").forecast_interval is None  # type: ignore[arg-type]
     assert Settings().forecast_interval == timedelta(days=1)
+    assert Settings(forecast_interval="PT6H").forecast_interval == timedelta(hours=6)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="an hour or more"):
+        Settings(forecast_interval="60")  # type: ignore[arg-type]
 
 
 # A triggered run, the API over what it wrote
