@@ -18,8 +18,8 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.engine import dialect_insert
-from forecast.engine import SkuForecast
 from forecast.reorder import DEFAULT_LEAD_TIME_DAYS, PurchaseTerms, Suggestion
+from forecast.result import SkuForecast
 from forecast.series import DailySeries, DemandLine
 from models.forecast import DemandDayView, ForecastPointView, ForecastView, SuggestionList, SuggestionView
 from models.forecast_tables import DemandForecastRow, PurchaseTermsRow, ReorderSuggestionRow, StockOnOrderRow

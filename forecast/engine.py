@@ -14,8 +14,7 @@ give the reorder rule its safety stock (forecast.reorder).
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import timedelta
 
 import numpy as np
 import pandas as pd
@@ -23,6 +22,7 @@ from statsforecast import StatsForecast
 from statsforecast.models import ADIDA, TSB, AutoETS, CrostonSBA, SeasonalNaive
 
 from forecast.classify import Pattern, classify
+from forecast.result import ForecastPoint, SkuForecast
 from forecast.series import DailySeries
 
 HORIZON = 28
@@ -32,32 +32,6 @@ MAX_BACKTEST_WINDOWS = 3
 MIN_TRAIN_DAYS = 2 * SEASON
 MIN_HISTORY_DAYS = MIN_TRAIN_DAYS + HORIZON
 BASELINE = "SeasonalNaive"
-
-
-@dataclass(frozen=True)
-class ForecastPoint:
-    day: date
-    mean: float
-    lo80: float
-    hi80: float
-    lo95: float
-    hi95: float
-
-
-@dataclass(frozen=True)
-class SkuForecast:
-    sku: str
-    pattern: Pattern
-    adi: float
-    cv2: float
-    model: str
-    # Backtest MASE of the chosen model, and of every candidate (the baseline included).
-    mase: float
-    candidates: dict[str, float]
-    backtest_windows: int
-    points: tuple[ForecastPoint, ...]
-    # Actual minus forecast of the chosen model, one row of HORIZON days per backtest cut.
-    backtest_errors: tuple[tuple[float, ...], ...]
 
 
 def candidate_models(pattern: Pattern) -> list[object]:

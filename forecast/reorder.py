@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from forecast.engine import SkuForecast
+from forecast.result import SkuForecast
 
 SERVICE_LEVEL = 0.95
 Z_95 = 1.6448536269514722
