@@ -20,7 +20,6 @@ from db.orders import record_order, record_status
 from models.order import Address, Customer, OrderLine, OrderRequest, OrderState, OrderStatus, TimelineEvent
 from models.records import RecordOrderInput, StatusChangeInput
 from models.tables import OrderRow
-from scripts.demand_generator import WEEK_SHAPE
 from security.keyring import Keyring
 
 DEMO_DAYS = 90
@@ -30,6 +29,8 @@ DEMO_ADDRESS = Address(
     name="Demo history", line1="1 Demo Street", city="Amsterdam", postal_code="1000 AA", country="NL"
 )
 SEED = 20261201
+# Busier towards the weekend (Monday first), as the synthetic demand of scripts.demand_generator.
+WEEK_SHAPE = np.array([-0.25, -0.2, -0.1, 0.0, 0.15, 0.3, 0.1])
 
 # SKU -> (unit price, mean units a day, chance of demand on a day); a chance below 1 is a slow mover.
 DEMAND: dict[str, tuple[Decimal, float, float]] = {
