@@ -18,9 +18,9 @@ from temporalio import activity
 
 from activities.http import call_provider, idempotency_key
 from db import forecast as store
-from forecast.engine import forecast_sku
 from forecast.reorder import WarehousePosition, suggest, warehouse_shares
-from forecast.series import daily_series
+from forecast.result import SkuForecast
+from forecast.series import DailySeries, daily_series
 from models.forecast import (
     DemandSkus,
     DemandSkusInput,
@@ -31,6 +31,15 @@ from models.forecast import (
 from settings import Settings
 
 PURCHASE_REQUEST_REFUSED = "PurchaseRequestRefused"
+
+
+def fit(history: DailySeries) -> SkuForecast | None:
+    """The SKU's forecast (forecast.engine), run in a worker thread."""
+    # Imported on first use: the fitting library takes over a second to load, which would delay every
+    # start of the worker (and its metrics endpoint) for a run that comes once a day.
+    from forecast.engine import forecast_sku
+
+    return forecast_sku(history)
 
 
 def history_window(as_of: date, history_days: int) -> tuple[date, date]:
@@ -67,7 +76,7 @@ class ForecastActivities:
         for index in range(done, len(request.skus)):
             sku = request.skus[index]
             history = series.get(sku)
-            forecast = await asyncio.to_thread(forecast_sku, history) if history is not None else None
+            forecast = await asyncio.to_thread(fit, history) if history is not None else None
             if forecast is None or history is None:
                 result.too_short.append(sku)
             else:
