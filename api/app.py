@@ -99,6 +99,7 @@ def create_app(
         inventory.router,
         purchasing.router,
         forecast.suggestions,
+        forecast.terms,
         forecast.forecasts,
         analytics.router,
         webhooks.router,

@@ -24,7 +24,7 @@ from forecast.series import DailySeries, DemandLine
 from models.forecast import DemandDayView, ForecastPointView, ForecastView, SuggestionList, SuggestionView
 from models.forecast_tables import DemandForecastRow, PurchaseTermsRow, ReorderSuggestionRow, StockOnOrderRow
 from models.order import OrderStatus
-from models.tables import OrderLineRow, OrderRow, ReservationRow, StockRow, WarehouseRow
+from models.tables import OrderLineRow, OrderRow, ReservationRow, SkuRow, StockRow, WarehouseRow
 
 OPEN = "open"
 ACCEPTED = "accepted"
@@ -41,6 +41,12 @@ class SuggestionNotFound(Exception):
     def __init__(self, suggestion_id: str) -> None:
         super().__init__(f"no reorder suggestion {suggestion_id}")
         self.suggestion_id = suggestion_id
+
+
+class SkuNotFound(Exception):
+    def __init__(self, sku: str) -> None:
+        super().__init__(f"unknown SKU {sku}")
+        self.sku = sku
 
 
 class SuggestionClosed(Exception):
@@ -107,7 +113,17 @@ async def purchase_terms(session: AsyncSession, skus: Sequence[str]) -> dict[str
     return {sku: found.get(sku, PurchaseTerms(DEFAULT_LEAD_TIME_DAYS)) for sku in skus}
 
 
+async def get_purchase_terms(session: AsyncSession, sku: str) -> PurchaseTerms:
+    """The SKU's terms, the defaults when none are set; SkuNotFound for an unknown SKU."""
+    if await session.scalar(select(SkuRow.sku).where(SkuRow.sku == sku)) is None:
+        raise SkuNotFound(sku)
+    return (await purchase_terms(session, [sku]))[sku]
+
+
 async def set_purchase_terms(session: AsyncSession, sku: str, terms: PurchaseTerms) -> None:
+    """Set the SKU's terms; SkuNotFound for an unknown SKU."""
+    if await session.scalar(select(SkuRow.sku).where(SkuRow.sku == sku)) is None:
+        raise SkuNotFound(sku)
     values = {
         "lead_time_days": terms.lead_time_days,
         "min_order_quantity": terms.min_order_quantity,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 # The Temporal schedule that forecasts demand, the workflow it starts and that workflow's id prefix.
 FORECAST_SCHEDULE_ID = "demand-forecast"
@@ -117,3 +117,17 @@ class SuggestionView(BaseModel):
 
 class SuggestionList(BaseModel):
     items: list[SuggestionView]
+
+
+class PurchaseTermsBody(BaseModel):
+    """How a SKU is bought, for its reorder suggestions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lead_time_days: int = Field(ge=1, le=365, description="Days from ordering to receiving.")
+    min_order_quantity: int = Field(default=1, ge=1, le=1_000_000, description="The least the supplier sells.")
+    pack_size: int = Field(default=1, ge=1, le=100_000, description="Units per pack; orders are whole packs.")
+
+
+class PurchaseTermsView(PurchaseTermsBody):
+    sku: str

@@ -56,6 +56,8 @@ RULES: dict[tuple[str, str], set[Role]] = {
     ("POST", "/purchasing/suggestions/{suggestion_id}/accept"): {PURCHASING},
     ("POST", "/purchasing/suggestions/{suggestion_id}/dismiss"): {PURCHASING},
     ("GET", "/forecast/{sku}"): {PURCHASING, OPERATOR},
+    ("GET", "/purchasing/terms/{sku}"): {PURCHASING},
+    ("PUT", "/purchasing/terms/{sku}"): {PURCHASING},
     ("GET", "/analytics/summary"): {OPERATOR},
     ("GET", "/analytics/orders"): {OPERATOR},
     ("GET", "/analytics/fulfilment"): {OPERATOR},

@@ -28,8 +28,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 import worker
-from db.forecast import on_order, set_purchase_terms
-from forecast.reorder import PurchaseTerms
+from db.forecast import on_order
 from forecast_schedule import ensure_forecast_schedule
 from models.forecast import (
     FORECAST_SCHEDULE_ID,
@@ -162,10 +161,9 @@ async def test_a_triggered_run_writes_forecasts_and_suggestions_the_api_then_ser
     skus = demo_skus()
     today = datetime.now(UTC).date()
     await seed_demand(stack.sessionmaker, skus, today - timedelta(days=1))
-    async with stack.sessionmaker.begin() as session:
-        await set_purchase_terms(
-            session, skus[0].sku, PurchaseTerms(lead_time_days=10, min_order_quantity=40, pack_size=12)
-        )
+    terms = {"lead_time_days": 10, "min_order_quantity": 40, "pack_size": 12}
+    put = await stack.purchasing.put(f"/purchasing/terms/{skus[0].sku}", json=terms)
+    assert put.status_code == 200, put.text
 
     before = await stack.operator.get(f"/forecast/{skus[0].sku}")
     assert before.status_code == 404, before.text
@@ -245,6 +243,23 @@ async def test_a_sku_with_too_little_history_gets_no_forecast_and_stays_404(stac
 
     assert (summary.skus, summary.forecasts, summary.too_short) == (1, 0, 1)
     assert (await stack.operator.get("/forecast/YOUNG-1")).status_code == 404
+
+
+async def test_purchase_terms_default_to_a_week_and_are_set_per_known_sku(stack: Stack) -> None:
+    await stack.count_stock("MUG-1", 5)
+
+    default = await stack.purchasing.get("/purchasing/terms/MUG-1")
+    changed = await stack.purchasing.put("/purchasing/terms/MUG-1", json={"lead_time_days": 3, "pack_size": 6})
+    read_back = await stack.purchasing.get("/purchasing/terms/MUG-1")
+    unknown = await stack.purchasing.put("/purchasing/terms/NO-SUCH-SKU", json={"lead_time_days": 3})
+    no_packs = await stack.purchasing.put("/purchasing/terms/MUG-1", json={"lead_time_days": 3, "pack_size": 0})
+
+    assert default.json() == {"sku": "MUG-1", "lead_time_days": 7, "min_order_quantity": 1, "pack_size": 1}
+    assert changed.status_code == 200
+    assert read_back.json() == {"sku": "MUG-1", "lead_time_days": 3, "min_order_quantity": 1, "pack_size": 6}
+    assert unknown.status_code == 404
+    assert no_packs.status_code == 422
+    assert no_packs.json()["detail"][0]["loc"] == ["body", "pack_size"]
 
 
 # Accepting and dismissing

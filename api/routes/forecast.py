@@ -7,6 +7,7 @@ Temporal did not answer) answers the same and starts nothing twice.
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import suppress
 from datetime import timedelta
 from typing import Annotated, Literal
@@ -17,22 +18,27 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.auth import require_role
 from api.deps import SessionmakerDep, SettingsDep, TemporalDep
-from api.errors import ApiError, error_responses
+from api.errors import BODY_ERRORS, ApiError, error_responses
 from db import forecast as store
+from forecast.reorder import PurchaseTerms
 from models.forecast import (
     PURCHASE_REQUEST_WORKFLOW,
     ForecastView,
     PurchaseRequestInput,
+    PurchaseTermsBody,
+    PurchaseTermsView,
     SuggestionList,
     SuggestionView,
     purchase_request_workflow_id,
 )
+from models.order import SKU_PATTERN
 from security.api_keys import Role
 
 forecasts = APIRouter(prefix="/forecast", tags=["forecast"], responses=error_responses(401, 403, 503))
+terms = APIRouter(prefix="/purchasing/terms", tags=["purchasing"], responses=error_responses(401, 403, 503))
 suggestions = APIRouter(prefix="/purchasing/suggestions", tags=["purchasing"], responses=error_responses(401, 403, 503))
 
-SkuPath = Annotated[str, Path(min_length=1, max_length=64)]
+SkuPath = Annotated[str, Path(min_length=1, max_length=64, pattern=SKU_PATTERN)]
 SuggestionIdPath = Annotated[str, Path(min_length=1, max_length=36)]
 
 
@@ -41,6 +47,10 @@ class ForecastNotFound(ApiError):
 
     def __init__(self, sku: str) -> None:
         super().__init__(f"no forecast for SKU {sku} yet")
+
+
+class SkuNotFound(ApiError):
+    status_code = status.HTTP_404_NOT_FOUND
 
 
 class SuggestionNotFound(ApiError):
@@ -127,3 +137,37 @@ async def dismiss(suggestion_id: SuggestionIdPath, sessionmaker: SessionmakerDep
         raise SuggestionNotFound(str(error)) from None
     except store.SuggestionClosed as error:
         raise SuggestionClosed(str(error)) from None
+
+
+@terms.get(
+    "/{sku}",
+    response_model=PurchaseTermsView,
+    responses=error_responses(404, 422),
+    dependencies=[Depends(require_role(Role.PURCHASING))],
+)
+async def terms_of(sku: SkuPath, sessionmaker: SessionmakerDep) -> PurchaseTermsView:
+    """How the SKU is bought: lead time, minimum order and pack size (7 days, 1 and 1 unless set)."""
+    try:
+        async with sessionmaker() as session:
+            found = await store.get_purchase_terms(session, sku)
+    except store.SkuNotFound as error:
+        raise SkuNotFound(str(error)) from None
+    return PurchaseTermsView(sku=sku, **dataclasses.asdict(found))
+
+
+@terms.put(
+    "/{sku}",
+    response_model=PurchaseTermsView,
+    responses=error_responses(404, *BODY_ERRORS),
+    dependencies=[Depends(require_role(Role.PURCHASING))],
+)
+async def set_terms(sku: SkuPath, body: PurchaseTermsBody, sessionmaker: SessionmakerDep) -> PurchaseTermsView:
+    """Set how the SKU is bought; the next forecast run's suggestions follow them."""
+    try:
+        async with sessionmaker.begin() as session:
+            await store.set_purchase_terms(
+                session, sku, PurchaseTerms(body.lead_time_days, body.min_order_quantity, body.pack_size)
+            )
+    except store.SkuNotFound as error:
+        raise SkuNotFound(str(error)) from None
+    return PurchaseTermsView(sku=sku, **body.model_dump())
