@@ -127,6 +127,13 @@ class Settings(BaseSettings):
     backup_s3_access_key_id: str = ""
     backup_s3_secret_access_key: str = ""
 
+    # Demand forecast: the demand-forecast schedule the worker registers at start runs this often (daily by
+    # default, at midnight UTC; empty or 0 registers none), reading this many days of orders, so many SKUs
+    # per activity.
+    forecast_interval: timedelta | None = timedelta(days=1)
+    forecast_history_days: int = Field(default=365, ge=42)
+    forecast_chunk_size: int = Field(default=50, ge=1)
+
     @model_validator(mode="before")
     @classmethod
     def _split_lists(cls, data: dict[str, object]) -> dict[str, object]:
@@ -147,7 +154,7 @@ class Settings(BaseSettings):
             raise ValueError("must be host:port, e.g. 0.0.0.0:9464, or empty or 0 to serve no metrics")
         return value
 
-    @field_validator("backup_interval", mode="before")
+    @field_validator("backup_interval", "forecast_interval", mode="before")
     @classmethod
     def _no_interval_when_empty(cls, value: object) -> object:
         if isinstance(value, str) and value.strip().isdigit():
@@ -159,6 +166,13 @@ class Settings(BaseSettings):
     def _interval_of_a_minute_or_more(cls, value: timedelta | None) -> timedelta | None:
         if value is not None and value < timedelta(minutes=1):
             raise ValueError("a backup interval must be a minute or more (ISO 8601 such as PT6H, or seconds)")
+        return value
+
+    @field_validator("forecast_interval")
+    @classmethod
+    def _forecast_at_most_hourly(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(hours=1):
+            raise ValueError("a forecast interval must be an hour or more (ISO 8601 such as P1D, or seconds)")
         return value
 
     @model_validator(mode="after")

@@ -1,7 +1,8 @@
-"""The Temporal worker: runs the order, replenishment and return workflows and every activity, and
-beside them the dispatcher of order events to webhook subscribers.
+"""The Temporal worker: runs the order, replenishment, return, backup and demand forecast workflows and
+every activity, and beside them the dispatcher of order events to webhook subscribers.
 
-`python worker.py` runs it until SIGINT or SIGTERM, then drains in-flight tasks. It serves the
+`python worker.py` registers the demand-forecast schedule, then runs until SIGINT or SIGTERM and
+drains in-flight tasks. It serves the
 Temporal SDK's metrics for Prometheus at OMS_WORKER_METRICS_ADDRESS.
 """
 
@@ -20,12 +21,14 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.runtime import Runtime
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.backup import BackupActivities
 from activities.carrier import CarrierActivities
 from activities.customers import CustomerActivities
 from activities.finance import FinanceActivities
+from activities.forecast import ForecastActivities
 from activities.http import create_http_client
 from activities.inventory import InventoryActivities
 from activities.orders import OrderRecordActivities
@@ -33,6 +36,7 @@ from activities.purchasing import PurchasingActivities
 from activities.returns import ReturnActivities
 from activities.review import ReviewActivities
 from db.engine import create_engine, create_sessionmaker
+from forecast_schedule import ensure_forecast_schedule
 from logging_config import configure_logging
 from observability.interceptors import WorkerContextInterceptor
 from security.keyring import Keyring, KeyringError, load_keyring
@@ -40,6 +44,7 @@ from settings import Settings, get_settings
 from temporal_client import connect, metrics_runtime
 from webhook_dispatcher import WebhookDispatcher
 from workflows.backup import BackupWorkflow
+from workflows.forecast import DemandForecastWorkflow, PurchaseRequestWorkflow
 from workflows.order import OrderWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
 from workflows.returns import ReturnWorkflow
@@ -69,10 +74,18 @@ def build_worker(
     purchasing = PurchasingActivities(sessionmaker, http, client, settings)
     backups = BackupActivities(settings)
     returns = ReturnActivities(sessionmaker, http, client, settings)
+    forecasts = ForecastActivities(sessionmaker, http, settings)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
-        workflows=[OrderWorkflow, ReplenishmentWorkflow, BackupWorkflow, ReturnWorkflow],
+        workflows=[
+            OrderWorkflow,
+            ReplenishmentWorkflow,
+            ReturnWorkflow,
+            BackupWorkflow,
+            DemandForecastWorkflow,
+            PurchaseRequestWorkflow,
+        ],
         activities=[
             records.record_order,
             records.record_status,
@@ -103,6 +116,10 @@ def build_worker(
             returns.refund_return,
             # The backup-periodic schedule's runs (backup/schedule.py).
             backups.take_backup,
+            # The demand-forecast schedule's runs, and purchase requests of accepted suggestions.
+            forecasts.demand_skus,
+            forecasts.forecast_chunk,
+            forecasts.send_purchase_request,
         ],
         interceptors=[WorkerContextInterceptor()],
         max_cached_workflows=settings.worker_max_cached_workflows,
@@ -125,13 +142,30 @@ async def running_worker(
         yield worker
 
 
-async def run(settings: Settings, keyring: Keyring, runtime: Runtime | None = None) -> None:
+async def register_schedules(client: Client, settings: Settings) -> None:
+    """The schedules the worker runs, created or brought up to date at every start (never doubled)."""
+    if settings.forecast_interval is not None:
+        try:
+            outcome = await ensure_forecast_schedule(client, settings)
+        except RPCError as error:
+            # Orders go on without it; the next start registers it.
+            log.warning("demand forecast schedule not registered", error=str(error))
+            return
+        log.info(f"demand forecast schedule {outcome}", every=str(settings.forecast_interval))
+
+
+async def run(
+    settings: Settings, keyring: Keyring, runtime: Runtime | None = None, stop: asyncio.Event | None = None
+) -> None:
+    """Run the worker until SIGINT or SIGTERM, or until `stop` is set."""
     client = await connect(settings, keyring, runtime=runtime)
+    await register_schedules(client, settings)
     engine = create_engine(settings.database_url, settings.db_pool_size)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
     sessionmaker = create_sessionmaker(engine)
     async with (
         create_http_client(settings) as http,

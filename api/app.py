@@ -22,8 +22,10 @@ from api.errors import error_responses, install_error_handlers
 from api.guard import Guard
 from api.metrics import ApiMetrics, RequestMetrics
 from api.routes import (
+    analytics,
     audit,
     codec,
+    forecast,
     health,
     inventory,
     keys,
@@ -98,6 +100,10 @@ def create_app(
         returns.router,
         inventory.router,
         purchasing.router,
+        forecast.suggestions,
+        forecast.terms,
+        forecast.forecasts,
+        analytics.router,
         webhooks.router,
         subscriptions.router,
         keys.router,

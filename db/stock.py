@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.engine import dialect_insert
+from db.forecast import receive_on_order
 from models.inventory import LineKey, ReserveLineResult, StockLevel, WarehouseStock
 from models.order import Allocation
 from models.tables import LineShortageRow, ReservationRow, SkuRow, StockReceiptRow, StockRow, WarehouseRow
@@ -98,6 +99,7 @@ async def receive_stock(session: AsyncSession, sku: str, warehouse: str, quantit
     )
     if (await session.execute(receipt)).first() is None:
         return False
+    await receive_on_order(session, sku, warehouse, quantity)
     insert = dialect_insert(session, StockRow).values(sku=sku, warehouse=warehouse, on_hand=quantity, reserved=0)
     await session.execute(
         insert.on_conflict_do_update(

@@ -383,3 +383,7 @@ class ReturnIdempotencyKeyRow(Base):
     request_hash: Mapped[str] = mapped_column(String(64))
     return_id: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# The forecast's tables join this metadata (imported last: they build on Base).
+from models import forecast_tables as forecast_tables  # noqa: E402

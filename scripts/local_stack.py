@@ -1,9 +1,11 @@
 """`make run`: the whole service on this machine, in the foreground, stopped cleanly by Ctrl-C.
 
 Starts a Temporal dev server (state kept under the data folder), brings the
-database to the newest schema, seeds a demo catalogue, then runs the stand-in
-outside systems, the worker and the API as child processes sharing one
-environment. If any child dies the rest are stopped and the exit status is 1.
+database to the newest schema, seeds a demo catalogue and 90 days of demo order
+history (once), then runs the stand-in outside systems, the worker and the API
+as child processes sharing one environment; with no forecast yet it triggers the
+demand-forecast schedule once. If any child dies the rest are stopped and the
+exit status is 1.
 
 Payloads and customer data are encrypted: unless keys are configured
 (OMS_ENCRYPTION_KEYS or OMS_ENCRYPTION_KEY_FILE), the first run makes a key file
@@ -39,19 +41,25 @@ import socket
 import sys
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import structlog
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from temporalio.service import ConnectConfig, RPCError, ServiceClient
 
 from backup.schedule import ensure_backup_schedule
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
+from forecast_schedule import ensure_forecast_schedule
 from logging_config import configure_logging
+from models.forecast import FORECAST_SCHEDULE_ID
+from models.forecast_tables import DemandForecastRow
 from models.names import SEARCH_ATTRIBUTES
 from scripts.demo_catalogue import FLAGGED_CUSTOMER_ID, seed
+from scripts.demo_history import seed_history
 from security.api_keys import InvalidKey, new_key, split_key
 from security.keyring import KeyringError, create_key_file, load_keyring, read_key_file
 from settings import Settings
@@ -94,6 +102,9 @@ class StackConfig:
     temporal_in_memory: bool = False
     # None: the worker serves no metrics, as in the fault drills and benchmarks, which make their config by hand.
     worker_metrics_port: int | None = None
+    # `make run` only: 90 days of demo order history and a first forecast of it. The drills and
+    # benchmarks count every order in the database as theirs.
+    demo_history: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> StackConfig:
@@ -110,6 +121,7 @@ class StackConfig:
             api_port=port("OMS_API_PORT", 8000),
             standins_port=port("STANDINS_PORT", 8100),
             worker_metrics_port=port("OMS_STACK_WORKER_METRICS_PORT", 9464),
+            demo_history=True,
         )
 
     @property
@@ -233,6 +245,7 @@ class LocalStack:
         # Only the API is given the admin key.
         await self._spawn("API", sys.executable, "-m", "api", env={"OMS_BOOTSTRAP_ADMIN_KEY": self.admin_key})
         await self._wait_for_api()
+        await self._first_forecast()
         if self.settings.backup_interval is not None:
             await self._schedule_backups()
 
@@ -331,10 +344,36 @@ class LocalStack:
     async def _seed(self) -> None:
         engine = create_engine(self.database_url, pool_size=2)
         try:
-            await seed(create_sessionmaker(engine))
+            sessionmaker = create_sessionmaker(engine)
+            await seed(sessionmaker)
+            if self.config.demo_history:
+                keyring = load_keyring(self.settings) if self.key_file is None else read_key_file(self.key_file)
+                added = await seed_history(sessionmaker, keyring, datetime.now(UTC).date())
+                log.info("demo order history ready", orders_added=added)
         finally:
             await engine.dispose()
         log.info("demo catalogue ready")
+
+    async def _first_forecast(self) -> None:
+        """With no forecast yet (a first start), trigger the demand-forecast schedule so there is one to show."""
+        settings = self.settings.model_copy(
+            update={"temporal_address": f"127.0.0.1:{self.config.temporal_port}"}
+            | ({"encryption_key_file": str(self.key_file)} if self.key_file else {})
+        )
+        if settings.forecast_interval is None or not self.config.demo_history:
+            return
+        engine = create_engine(self.database_url, pool_size=1)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                forecast_made = await session.scalar(select(DemandForecastRow.sku).limit(1))
+        finally:
+            await engine.dispose()
+        if forecast_made is None:
+            client = await connect(settings)
+            # The worker registers the schedule too; whichever comes first creates it, the other updates it.
+            await ensure_forecast_schedule(client, settings)
+            await client.get_schedule_handle(FORECAST_SCHEDULE_ID).trigger()
+            log.info("demand forecast triggered for the demo history")
 
     async def _spawn(self, name: str, *command: str, env: Mapping[str, str] | None = None) -> Child:
         # Each child leads its own process group: Ctrl-C reaches only this

@@ -1,7 +1,7 @@
 """The stand-ins that only take note: CRM customers and purchases, customer notifications, purchasing's inbox.
 
-Purchasing's inbox checks the signature of every shortage notice (security.signing) and notes
-whether it was valid, and if not why, beside the notice.
+Purchasing's inbox checks the signature of every shortage notice and purchase request
+(security.signing) and notes whether it was valid, and if not why, beside it.
 """
 
 from __future__ import annotations
@@ -52,6 +52,13 @@ class ShortageNotice(BaseModel):
     outstanding_quantity: Annotated[int, Field(ge=0)]
 
 
+class PurchaseRequest(BaseModel):
+    suggestion_id: Id
+    sku: Id
+    warehouse: Id
+    quantity: Annotated[int, Field(ge=1)]
+
+
 crm = APIRouter(prefix="/crm", tags=["crm"])
 notifications = APIRouter(prefix="/notifications", tags=["notifications"])
 purchasing = APIRouter(prefix="/purchasing", tags=["purchasing"])
@@ -95,6 +102,24 @@ async def report_shortage(
         problem = str(error)
     record = {**body.model_dump(), "signature_valid": problem is None, "signature_problem": problem}
     return call.apply(body, lambda: _note(store, "shortages", "notice_id", record, call.key, 202))
+
+
+@purchasing.post("/purchase-requests", status_code=201)
+async def request_purchase(
+    body: PurchaseRequest, request: Request, call: Idempotent, store: StoreDep, config: ConfigDep
+) -> JSONResponse:
+    """A purchase order placed from an accepted reorder suggestion."""
+    problem = await _signature_problem(request, config.purchasing_webhook_secret)
+    record = {**body.model_dump(), "signature_valid": problem is None, "signature_problem": problem}
+    return call.apply(body, lambda: _note(store, "purchase_requests", "request_id", record, call.key, 201))
+
+
+async def _signature_problem(request: Request, secret: str) -> str | None:
+    try:
+        verify(secret, request.headers, await request.body(), tolerance_seconds=SIGNATURE_TOLERANCE_SECONDS)
+    except SignatureError as error:
+        return str(error)
+    return None
 
 
 def _upsert_customer(store: Store, customer_id: str, body: CustomerProfile, key: str) -> Outcome:

@@ -16,7 +16,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 RecordKind = Literal[
-    "bookings", "invoices", "customers", "purchases", "notifications", "shortages", "return_labels", "refunds"
+    "bookings",
+    "invoices",
+    "customers",
+    "purchases",
+    "notifications",
+    "shortages",
+    "return_labels",
+    "refunds",
+    "purchase_requests",
 ]
 RECORD_KINDS: tuple[RecordKind, ...] = (
     "bookings",
@@ -27,6 +35,7 @@ RECORD_KINDS: tuple[RecordKind, ...] = (
     "shortages",
     "return_labels",
     "refunds",
+    "purchase_requests",
 )
 
 Service = Literal["carrier", "finance", "crm", "notifications", "purchasing"]

@@ -59,6 +59,17 @@ RULES: dict[tuple[str, str], set[Role]] = {
     ("PUT", "/inventory/{sku}"): set(),
     ("POST", "/inventory/{sku}/receipts"): {PURCHASING},
     ("GET", "/purchasing/shortages"): {PURCHASING},
+    ("GET", "/purchasing/suggestions"): {PURCHASING},
+    ("POST", "/purchasing/suggestions/{suggestion_id}/accept"): {PURCHASING},
+    ("POST", "/purchasing/suggestions/{suggestion_id}/dismiss"): {PURCHASING},
+    ("GET", "/forecast/{sku}"): {PURCHASING, OPERATOR},
+    ("GET", "/purchasing/terms/{sku}"): {PURCHASING},
+    ("PUT", "/purchasing/terms/{sku}"): {PURCHASING},
+    ("GET", "/analytics/summary"): {OPERATOR},
+    ("GET", "/analytics/orders"): {OPERATOR},
+    ("GET", "/analytics/fulfilment"): {OPERATOR},
+    ("GET", "/analytics/skus"): {OPERATOR},
+    ("GET", "/analytics/customers"): {OPERATOR},
     ("POST", "/keys"): set(),
     ("GET", "/keys"): set(),
     ("POST", "/keys/{key_id}/revoke"): set(),
@@ -93,6 +104,7 @@ SAMPLE_IDS = {
     "sku": "MATRIX-1",
     "key_id": "0123456789abcdef",
     "subscription_id": str(uuid.uuid4()),
+    "suggestion_id": str(uuid.uuid4()),
 }
 
 
