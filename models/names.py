@@ -22,7 +22,9 @@ SIGNAL_TRACKING = "tracking_event"
 SIGNAL_SHORTAGE = "shortage"
 SIGNAL_STOCK_RECEIVED = "stock_received"
 SIGNAL_WITHDRAW = "withdraw"
+SIGNAL_ALLOCATED = "allocated"
 QUERY_DEMAND = "demand"
+QUERY_UNDELIVERED_NOTICES = "undelivered_notices"
 
 # Temporal header carrying the id of the API request on whose behalf a workflow, signal, update or
 # activity runs (observability/request_id.py).
