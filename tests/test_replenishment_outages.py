@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from temporalio.client import WorkflowExecutionStatus
+
 from models.names import order_workflow_id, replenishment_workflow_id
 from models.purchasing import WaitingOrder
 from tests.stack import NotYet, Stack, eventually
@@ -98,6 +100,8 @@ async def test_a_refusing_purchasing_inbox_ends_neither_the_skus_run_nor_its_wai
     assert shortage["notices"][0]["last_error"] == "422 injected_failure: injected failure"
     assert (await gauges(stack))["oms_undelivered_purchasing_notices"] == 2
     assert stack.standin_answers.count("purchasing", 422) == 2
+    run = await stack.temporal.get_workflow_handle(replenishment_workflow_id(sku)).describe()
+    assert run.status == WorkflowExecutionStatus.RUNNING
 
     await stack.receive_stock(sku, 1)
     await stack.wait_for_status(first, "delivered")
