@@ -33,8 +33,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("shortages") as batch_op:
-        batch_op.drop_constraint("ck_shortages_notice_attempts_non_negative", type_="check")
-        batch_op.drop_constraint("ck_shortages_notice_status_known", type_="check")
+        batch_op.drop_constraint(op.f("ck_shortages_notice_attempts_non_negative"), type_="check")
+        batch_op.drop_constraint(op.f("ck_shortages_notice_status_known"), type_="check")
         batch_op.drop_column("notice_error")
         batch_op.drop_column("notice_attempts")
         batch_op.drop_column("notice_status")
