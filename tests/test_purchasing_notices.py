@@ -118,6 +118,9 @@ async def test_each_try_of_a_notice_is_noted_on_the_shortage_until_it_is_deliver
     ]
     async with sessionmaker() as session:
         assert (await read_state(session)).undelivered_purchasing_notices == 1
+    # The same report recorded again (a retried step) keeps what the tries so far found.
+    await record(inbox, sent)
+    assert [(n.status, n.attempts) for n in await notices_of_order_1(sessionmaker)] == [(NoticeStatus.FAILING, 2)]
 
     await inbox.heal()
     await notify(inbox, sent)
