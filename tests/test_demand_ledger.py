@@ -412,13 +412,16 @@ async def test_a_woken_order_that_allocates_or_withdraws_frees_its_units_for_the
     assert list(ledger.fakes.open_shortages) == [(ledger.sku, "o-3")]
 
 
-async def test_an_order_that_is_gone_is_dropped_when_woken(ledger: Ledger) -> None:
+async def test_orders_that_are_gone_or_closed_are_dropped_when_woken(ledger: Ledger) -> None:
     handle = await ledger.start()
     await handle.signal(ReplenishmentWorkflow.shortage, report("o-gone", 1))
+    closed = await ledger.order("o-closed")
+    await handle.signal(ReplenishmentWorkflow.shortage, report("o-closed", 1))
+    await closed.terminate("ended elsewhere")
     await ledger.order("o-2")
     await handle.signal(ReplenishmentWorkflow.shortage, report("o-2", 1))
 
-    await ledger.receive(2)
+    await ledger.receive(3)
 
     await eventually_true(lambda: _woken_once(ledger, "o-2"), "o-2 was woken")
     waiting = await demand_becomes(handle, lambda waiting: ids(waiting) == ["o-2"])
