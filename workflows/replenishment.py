@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -34,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
         Withdrawal,
     )
     from workflows import demand
-    from workflows.options import DB_STEP, EXTERNAL_STEP
+    from workflows.options import DB_STEP, EXTERNAL_STEP, StepOptions
 
 
 # Patches of this workflow, for runs started before the change (see tests/test_replay.py).
@@ -47,7 +46,7 @@ NOTICES_IN_BACKGROUND = "notices-in-background"
 # (recorded on the shortage, counted by oms_undelivered_purchasing_notices) and the run tries again
 # after a pause doubling from a minute to an hour, for as long as the order waits: a long outage
 # costs a few calls an hour per waiting order, and a refusal (4xx) is never tried again.
-NOTICE_STEP: dict[str, Any] = {
+NOTICE_STEP: StepOptions = {
     "start_to_close_timeout": timedelta(seconds=30),
     "retry_policy": RetryPolicy(
         initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=6
