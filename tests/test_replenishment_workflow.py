@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -50,16 +52,28 @@ async def demand_becomes(handle: Replenishment, check: Callable[[list[WaitingOrd
     raise AssertionError(f"demand is {waiting}")
 
 
-async def finish(handle: Replenishment) -> None:
-    """Terminate the run once no notice to purchasing is on its way.
+CLOSING_ACTIVITY_EVENTS = {
+    EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED,
+}
+
+
+async def finish(handle: WorkflowHandle[Any, Any]) -> None:
+    """Terminate a run once it is at rest: its last workflow task completed and no activity of it running.
 
     The time-skipping server stops skipping time for good when a workflow is terminated while one of
-    its activities runs, which would hold up every later test that waits on a timer.
+    its tasks is being worked on, which would hold up every later test that waits on a timer. A run
+    whose notices keep failing is terminated after a while all the same, between two tries.
     """
-    for _ in range(300):
-        if await handle.query(ReplenishmentWorkflow.undelivered_notices) == []:
+    for _ in range(100):
+        events = [event.event_type for event in (await handle.fetch_history()).events]
+        scheduled = events.count(EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
+        closed = sum(1 for event in events if event in CLOSING_ACTIVITY_EVENTS)
+        if events[-1] == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED and scheduled == closed:
             break
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)
     await handle.terminate("test finished")
 
 

@@ -69,6 +69,8 @@ class ReplenishmentWorkflow:
         # The notice to purchasing not yet delivered, by order: the latest report's only.
         self._notices: dict[str, PurchasingNotice] = {notice.order_id: notice for notice in replenishment.notices}
         self._deliveries: set[asyncio.Task[None]] = set()
+        # Notices being sent right now: the run continues as new only between two tries.
+        self._sending = 0
         self._inbox: list[Message] = []
 
     @workflow.run
@@ -76,13 +78,13 @@ class ReplenishmentWorkflow:
         for notice in list(self._notices.values()):
             self._deliver_in_background(notice)
         while True:
-            await workflow.wait_condition(lambda: bool(self._inbox) or self._history_is_long())
+            await workflow.wait_condition(lambda: bool(self._inbox) or self._may_continue_as_new())
             while self._inbox:
                 await self._handle(self._inbox.pop(0))
-            if self._history_is_long():
+            if self._may_continue_as_new():
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                if not self._inbox:
-                    # Deliveries in flight are left; the next run sends their notices again, under the same key.
+                if not self._inbox and self._may_continue_as_new():
+                    # Notices waiting for their next try go to the next run, which sends them under the same key.
                     workflow.continue_as_new(
                         ReplenishmentInput(
                             sku=self._sku,
@@ -226,12 +228,7 @@ class ReplenishmentWorkflow:
         pause = FIRST_NOTICE_PAUSE
         while self._is_pending(notice):
             try:
-                await workflow.execute_activity_method(
-                    PurchasingActivities.notify_purchasing,
-                    notice,
-                    summary=f"Notify purchasing: {self._sku} short for order {notice.order_id}",
-                    **NOTICE_STEP,
-                )
+                await self._send(notice)
             except ActivityError as error:
                 if error.retry_state == RetryState.NON_RETRYABLE_FAILURE:
                     workflow.logger.warning("purchasing refused the notice for order %s", notice.order_id)
@@ -246,6 +243,19 @@ class ReplenishmentWorkflow:
         if self._is_pending(notice):
             del self._notices[notice.order_id]
 
+    async def _send(self, notice: PurchasingNotice) -> None:
+        """One burst of tries."""
+        self._sending += 1
+        try:
+            await workflow.execute_activity_method(
+                PurchasingActivities.notify_purchasing,
+                notice,
+                summary=f"Notify purchasing: {self._sku} short for order {notice.order_id}",
+                **NOTICE_STEP,
+            )
+        finally:
+            self._sending -= 1
+
     def _is_pending(self, notice: PurchasingNotice) -> bool:
         """Whether the notice is still to be delivered: the order's latest, and the order still waits."""
         return self._notices.get(notice.order_id) == notice
@@ -253,6 +263,9 @@ class ReplenishmentWorkflow:
     @property
     def _notices_in_background(self) -> bool:
         return workflow.patched(NOTICES_IN_BACKGROUND)
+
+    def _may_continue_as_new(self) -> bool:
+        return self._history_is_long() and self._sending == 0
 
     def _history_is_long(self) -> bool:
         info = workflow.info()

@@ -228,6 +228,8 @@ async def replenishment_continues_as_new_with_notices(harness: Harness) -> Workf
         await handle.signal(ReplenishmentWorkflow.shortage, ShortageReport(order_id=f"o-{number}", quantity=1, round=1))
         # One at a time: a run reads its history's length as of the start of each workflow task.
         await _until(lambda: _at_least(handle, number + 1))  # noqa: B023
+    # The run continues as new between two bursts of tries, once the first bursts have failed.
+    await harness.env.sleep(timedelta(seconds=40))
     latest = _replenishment(harness, "VASE-9")
     await _until(lambda: _continued(latest, first_run))
     await latest.terminate("history recorded")
