@@ -100,6 +100,11 @@ def state_metrics(state: ServiceState) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         "oms_open_shortage_units", "Units of stock the open shortages wait for.", state.open_shortage_units
     )
+    yield GaugeMetricFamily(
+        "oms_undelivered_purchasing_notices",
+        "Open shortages whose latest notice purchasing has not received yet: pending, failing or refused.",
+        state.undelivered_purchasing_notices,
+    )
     if state.oldest_open_shortage is not None:
         yield GaugeMetricFamily(
             "oms_oldest_open_shortage_timestamp_seconds",

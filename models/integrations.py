@@ -80,3 +80,5 @@ class PurchasingNotice(BaseModel):
     order_id: str
     quantity: int
     outstanding_quantity: int
+    # The order's allocation round that found the SKU short (None from orders that do not send it).
+    round: int | None = None

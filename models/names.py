@@ -23,7 +23,9 @@ SIGNAL_TRACKING = "tracking_event"
 SIGNAL_SHORTAGE = "shortage"
 SIGNAL_STOCK_RECEIVED = "stock_received"
 SIGNAL_WITHDRAW = "withdraw"
+SIGNAL_ALLOCATED = "allocated"
 QUERY_DEMAND = "demand"
+QUERY_UNDELIVERED_NOTICES = "undelivered_notices"
 
 # Updates and signals of the return workflow (queries: QUERY_STATUS).
 UPDATE_REVIEW_RETURN = "review_return"

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from pydantic import BaseModel
+
+from models.integrations import PurchasingNotice
 
 
 class ShortageReport(BaseModel):
@@ -12,6 +15,10 @@ class ShortageReport(BaseModel):
 
     order_id: str
     quantity: int
+    # The order's allocation round that found the SKU short. An order that sends it also tells the
+    # run when it has allocated (Allocated), so the run keeps its place until then; None from orders
+    # started before that, which the run forgets as it wakes them.
+    round: int | None = None
 
 
 class StockReceived(BaseModel):
@@ -26,16 +33,29 @@ class Withdrawal(BaseModel):
     order_id: str
 
 
+class Allocated(BaseModel):
+    """An order woken for stock has allocated it (or no longer needs this SKU): it no longer waits."""
+
+    order_id: str
+
+
 class WaitingOrder(BaseModel):
     order_id: str
     quantity: int
+    # When the order first reported; kept through re-reports until it has allocated.
     since: datetime
+    # The round of its last report (see ShortageReport.round).
+    round: int | None = None
+    # Set when the run woke the order: its units are set aside for it until it allocates, reports
+    # again (it lost the stock: back to waiting, in its place) or withdraws.
+    woken_at: datetime | None = None
 
 
 class ReplenishmentInput(BaseModel):
     sku: str
     # State carried over continue-as-new.
     waiting: list[WaitingOrder] = []
+    notices: list[PurchasingNotice] = []
     # The run continues as new once its history is this long (or the server suggests it).
     max_history_events: int = 2_000
 
@@ -44,6 +64,7 @@ class ReportShortageInput(BaseModel):
     sku: str
     order_id: str
     quantity: int
+    round: int | None = None
 
 
 class ShortageRecordInput(BaseModel):
@@ -51,6 +72,8 @@ class ShortageRecordInput(BaseModel):
     order_id: str
     quantity: int
     since: datetime
+    # The Idempotency-Key of the notice to purchasing about this report; None leaves the notice fields alone.
+    notice_key: str | None = None
 
 
 class ShortageResolvedInput(BaseModel):
@@ -58,11 +81,31 @@ class ShortageResolvedInput(BaseModel):
     order_ids: list[str]
 
 
+class NoticeStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    # Purchasing did not answer, or answered 5xx: tried again later.
+    FAILING = "failing"
+    # Purchasing answered 4xx: not tried again.
+    REFUSED = "refused"
+
+
+class ShortageNotice(BaseModel):
+    """Whether purchasing has been told of one order's shortage."""
+
+    order_id: str
+    status: NoticeStatus
+    attempts: int
+    last_error: str | None = None
+
+
 class Shortage(BaseModel):
     sku: str
     outstanding_quantity: int
     order_ids: list[str]
     since: datetime
+    # One per waiting order whose notice is tracked, in the order of order_ids.
+    notices: list[ShortageNotice] = []
 
 
 class ShortageList(BaseModel):

@@ -191,12 +191,24 @@ class ShortageRow(Base):
     """An order waiting for stock of one SKU; open while resolved_at is null."""
 
     __tablename__ = "shortages"
-    __table_args__ = (CheckConstraint("quantity > 0", name="quantity_positive"),)
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint(
+            "notice_status IS NULL OR notice_status IN ('pending', 'delivered', 'failing', 'refused')",
+            name="notice_status_known",
+        ),
+        CheckConstraint("notice_attempts >= 0", name="notice_attempts_non_negative"),
+    )
     sku: Mapped[str] = mapped_column(String(64), primary_key=True)
     order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     quantity: Mapped[int] = mapped_column(Integer)
     since: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The latest notice to purchasing about this shortage (none for rows recorded before notices were tracked).
+    notice_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    notice_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    notice_attempts: Mapped[int] = mapped_column(Integer, server_default="0", default=0)
+    notice_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
 
 class ApiKeyRow(Base):

@@ -1,4 +1,5 @@
-"""Injected faults on the provider endpoints: latency and latency spikes, 503 answers and dropped connections.
+"""Injected faults on the provider endpoints: latency and latency spikes, failed answers (503, or a 4xx
+refusal) and dropped connections.
 
 A raw ASGI middleware, so that a fault strikes before the endpoint runs (a failed call changes
 nothing) and so that a drop can leave the client without any answer at all.
@@ -35,7 +36,7 @@ class FaultInjection:
             await asyncio.sleep(fault.spike_ms / 1000)
         if self._random.random() < fault.failure_rate:
             self._store.count_strike(service, "failure")
-            await _unavailable(send)
+            await _fail(send, fault.failure_status)
         elif self._random.random() < fault.drop_rate:
             self._store.count_strike(service, "drop")
             if fault.drop_after_effect:
@@ -52,12 +53,13 @@ def _service(scope: Scope) -> str | None:
     return service if service in PROVIDER_SERVICES else None
 
 
-async def _unavailable(send: Send) -> None:
-    body = json.dumps({"error": "service_unavailable", "detail": "injected failure"}).encode()
+async def _fail(send: Send, status: int) -> None:
+    error = "service_unavailable" if status == 503 else "injected_failure"
+    body = json.dumps({"error": error, "detail": "injected failure"}).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 503,
+            "status": status,
             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
         }
     )

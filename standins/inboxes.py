@@ -50,6 +50,8 @@ class ShortageNotice(BaseModel):
     order_id: Id
     quantity: Annotated[int, Field(ge=1)]
     outstanding_quantity: Annotated[int, Field(ge=0)]
+    # The order's allocation round that found the SKU short, when the order service knows it.
+    round: Annotated[int, Field(ge=1)] | None = None
 
 
 class PurchaseRequest(BaseModel):

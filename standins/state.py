@@ -68,6 +68,8 @@ class Fault(BaseModel):
     service: Service | Literal["*"]
     latency_ms: int = Field(default=0, ge=0, le=60_000)
     failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    # What a failure answers: 503 (unavailable, to be tried again), or a 4xx refusal.
+    failure_status: int = Field(default=503, ge=400, le=599)
     drop_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     # A drop after the effect loses the answer of a call that did happen, the hard case for idempotency.
     drop_after_effect: bool = False

@@ -28,8 +28,15 @@ from models.integrations import (
     RateQuote,
 )
 from models.inventory import CommitOrderInput, LineKey, ReleaseOrderInput, ReserveLineInput, ReserveLineResult
+from models.names import REPLENISHMENT_WORKFLOW, SIGNAL_SHORTAGE, replenishment_workflow_id
 from models.order import Allocation, Invoice, ReviewDecision, ReviewOutcome, Shipment
-from models.purchasing import ReportShortageInput, ShortageRecordInput, ShortageResolvedInput
+from models.purchasing import (
+    ReplenishmentInput,
+    ReportShortageInput,
+    ShortageRecordInput,
+    ShortageReport,
+    ShortageResolvedInput,
+)
 from models.records import RecordOrderInput, ReviewInput, StatusChangeInput
 
 
@@ -50,6 +57,11 @@ class FakeSystems:
         # Size in bytes of each status write's payload, as JSON, and the timeline entries written.
         self.status_bytes: list[int] = []
         self.status_seqs: set[int] = set()
+        # Shortage reports go to the real replenishment workflow (signal-with-start), as the real activity does.
+        self.forward_shortages = False
+        # Open shortages as recorded: (sku, order_id) -> the record.
+        self.open_shortages: dict[tuple[str, str], ShortageRecordInput] = {}
+        self.delivered_notices: list[PurchasingNotice] = []
 
     def activities(self) -> list[object]:
         return [
@@ -104,6 +116,10 @@ class FakeSystems:
     @activity.defn(name="reserve_line")
     async def reserve_line(self, request: ReserveLineInput) -> ReserveLineResult:
         await self._step("reserve_line")
+        # A gate of one order's reservations, e.g. to let another order take the stock first.
+        order_gate = self.gates.get(f"reserve_line:{request.key.order_id}")
+        if order_gate is not None:
+            await order_gate.wait()
         key = (request.key.order_id, request.key.line_no, request.key.attempt)
         if key not in self.held:
             available = self.stock.get(request.sku, 0)
@@ -196,18 +212,31 @@ class FakeSystems:
     async def report_shortage(self, request: ReportShortageInput) -> None:
         await self._step("report_shortage")
         self.reported.append(request)
+        if self.forward_shortages:
+            await activity.client().start_workflow(
+                REPLENISHMENT_WORKFLOW,
+                ReplenishmentInput(sku=request.sku),
+                id=replenishment_workflow_id(request.sku),
+                task_queue=activity.info().task_queue,
+                start_signal=SIGNAL_SHORTAGE,
+                start_signal_args=[ShortageReport(**request.model_dump(exclude={"sku"}))],
+            )
 
     @activity.defn(name="record_shortage")
     async def record_shortage(self, request: ShortageRecordInput) -> None:
         await self._step("record_shortage")
+        self.open_shortages[(request.sku, request.order_id)] = request
 
     @activity.defn(name="resolve_shortages")
     async def resolve_shortages(self, request: ShortageResolvedInput) -> None:
         await self._step("resolve_shortages")
+        for order_id in request.order_ids:
+            self.open_shortages.pop((request.sku, order_id), None)
 
     @activity.defn(name="notify_purchasing")
     async def notify_purchasing(self, notice: PurchasingNotice) -> None:
         await self._step("notify_purchasing")
+        self.delivered_notices.append(notice)
 
 
 def refusal(kind: str) -> ApplicationError:

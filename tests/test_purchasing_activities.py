@@ -174,9 +174,9 @@ async def test_notify_purchasing_reaches_the_buyers_inbox_once(purchasing: Purch
     items: list[dict[str, Any]] = (await purchasing.control.get("/_control/records/shortages")).json()["items"]
     [received] = items
     assert {
-        key: received[key] for key in ("sku", "order_id", "quantity", "outstanding_quantity")
+        key: received[key] for key in ("sku", "order_id", "quantity", "outstanding_quantity", "round")
     } == notice.model_dump()
-    assert (received["idempotency_key"], received["applied"]) == ("order-1:purchasing:WIDGET", 1)
+    assert (received["idempotency_key"], received["applied"]) == ("order-1:purchasing:WIDGET:qty-3", 1)
 
 
 async def test_report_shortage_starts_the_skus_replenishment_and_signals_every_order(

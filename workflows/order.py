@@ -53,7 +53,7 @@ with workflow.unsafe.imports_passed_through():
         TrackingEvent,
         TrackingStatus,
     )
-    from models.purchasing import ReportShortageInput, Withdrawal
+    from models.purchasing import Allocated, ReportShortageInput, Withdrawal
     from models.records import RecordOrderInput, ReviewInput, StatusChangeInput
     from workflows.options import BEST_EFFORT_STEP, DB_STEP, EXTERNAL_STEP, StepOptions
     from workflows.saga import Saga
@@ -78,6 +78,10 @@ TEMPORAL_CANCEL_REASON = "cancellation requested from the Temporal UI or CLI"
 
 # Signalling a workflow that never ran or has closed fails with this type.
 EXTERNAL_WORKFLOW_NOT_FOUND = "ExternalWorkflowExecutionNotFound"
+
+# A backordered order keeps its place at the SKU's replenishment run until it has allocated: it reports
+# its allocation round, tells the run once it has the stock, and reports again (in its place) when not.
+KEEP_PLACE_UNTIL_ALLOCATED = "keep-place-until-allocated"
 
 
 class ProcessEnded(Exception):
@@ -269,6 +273,8 @@ class OrderWorkflow:
                 OrderStatus.ALLOCATING, "allocating stock and preparing shipping", detail=f"round {attempt}"
             )
             shortages = await self._reserve_lines_and_draft_booking(attempt)
+            if self._keeps_place_until_allocated:
+                await self._tell_replenishment_allocated(self._short_skus - set(shortages))
             if self._state.backorder_policy == BackorderPolicy.WAIT:
                 self._short_skus |= set(shortages)
             await self._stop_if_cancelled()
@@ -278,7 +284,7 @@ class OrderWorkflow:
             detail = ", ".join(f"{sku} short by {units}" for sku, units in sorted(shortages.items()))
             if self._state.backorder_policy == BackorderPolicy.CANCEL:
                 await self._close(OrderStatus.CANCELLED, "stock shortage", detail=detail)
-            await self._wait_for_restock(set(shortages), detail)
+            await self._wait_for_restock(set(shortages), detail, attempt)
 
     async def _reserve_lines_and_draft_booking(self, attempt: int) -> dict[str, int]:
         """Reserve every line and prepare shipping at the same time; returns the units short per SKU."""
@@ -351,7 +357,7 @@ class OrderWorkflow:
         )
         shipment.status = "cancelled"
 
-    async def _wait_for_restock(self, skus: set[str], detail: str) -> None:
+    async def _wait_for_restock(self, skus: set[str], detail: str, attempt: int) -> None:
         self._set_status(OrderStatus.BACKORDERED, "waiting for stock", detail=detail)
         self._notify("backordered", detail)
         self._restocked = False
@@ -363,7 +369,12 @@ class OrderWorkflow:
             *(
                 workflow.execute_local_activity_method(
                     PurchasingActivities.report_shortage,
-                    ReportShortageInput(sku=sku, order_id=self._state.order_id, quantity=quantity),
+                    ReportShortageInput(
+                        sku=sku,
+                        order_id=self._state.order_id,
+                        quantity=quantity,
+                        round=attempt if self._keeps_place_until_allocated else None,
+                    ),
                     summary=f"Tell purchasing: {sku} needed x {quantity}",
                     **EXTERNAL_STEP,
                 )
@@ -375,24 +386,36 @@ class OrderWorkflow:
         )
         if self._cancel is not None or not restocked:
             await self._withdraw_from_replenishment(skus)
-        # Withdrawn, or woken by the replenishment run, which forgets an order it wakes.
-        self._short_skus -= skus
+            self._short_skus -= skus
+        elif not self._keeps_place_until_allocated:
+            # Woken by the replenishment run, which forgot the order as it woke it.
+            self._short_skus -= skus
+        # Otherwise the order still waits in the SKUs' lists, whatever woke it (the run, or an operator's
+        # restock signal), until the next round tells them it has allocated, or reports again.
         await self._stop_if_cancelled()
         if not restocked:
             await self._close(OrderStatus.CANCELLED, "backorder deadline passed", actor="timer", detail=detail)
 
     async def _withdraw_from_replenishment(self, skus: set[str]) -> None:
+        await self._signal_replenishment(skus, names.SIGNAL_WITHDRAW, Withdrawal(order_id=self._state.order_id))
+
+    async def _tell_replenishment_allocated(self, skus: set[str]) -> None:
+        """Tell the runs of SKUs this order waited for that it has now allocated them, so they forget it."""
+        await self._signal_replenishment(skus, names.SIGNAL_ALLOCATED, Allocated(order_id=self._state.order_id))
+        self._short_skus -= skus
+
+    async def _signal_replenishment(self, skus: set[str], signal: str, message: Withdrawal | Allocated) -> None:
         for sku in sorted(skus):
             handle = workflow.get_external_workflow_handle(names.replenishment_workflow_id(sku))
             try:
-                await handle.signal(names.SIGNAL_WITHDRAW, Withdrawal(order_id=self._state.order_id))
+                await handle.signal(signal, message)
             except ApplicationError as error:
                 if error.type != EXTERNAL_WORKFLOW_NOT_FOUND:
                     # Not a failure this order knows how to go on from: fail the workflow task, so the
                     # run waits, retried and visible, for a fix rather than ending the order half undone.
-                    raise RuntimeError(f"withdrawing from the replenishment of {sku} failed: {error}") from error
+                    raise RuntimeError(f"signal {signal} to the replenishment of {sku} failed: {error}") from error
                 # No replenishment run for the SKU (never started, or closed): none holds this order's demand.
-                workflow.logger.info("no replenishment of %s to withdraw from", sku)
+                workflow.logger.info("no replenishment of %s for signal %s", sku, signal)
 
     async def _settle_and_ship(self) -> None:
         self._set_status(OrderStatus.FULFILLING, "stock allocated, settling with finance")
@@ -668,6 +691,11 @@ class OrderWorkflow:
     @property
     def _decides_before_effects(self) -> bool:
         return workflow.patched(DECIDE_BEFORE_EFFECTS)
+
+    @property
+    def _keeps_place_until_allocated(self) -> bool:
+        # Only with DECIDE_BEFORE_EFFECTS, whose close withdraws the SKUs a woken order still waits for.
+        return self._decides_before_effects and workflow.patched(KEEP_PLACE_UNTIL_ALLOCATED)
 
     async def _wait(self, condition: Callable[[], bool], timeout: timedelta | None, summary: str) -> bool:
         try:

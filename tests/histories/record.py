@@ -16,10 +16,11 @@ import json
 import re
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from temporalio.client import WorkflowHandle
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -33,11 +34,11 @@ from models.order import (
     TrackingEvent,
     TrackingStatus,
 )
-from models.purchasing import ReplenishmentInput, ShortageReport, StockReceived
+from models.purchasing import Allocated, ReplenishmentInput, ShortageReport, StockReceived, Withdrawal
 from security.codec import data_converter
 from tests.conftest import BIN, register_search_attributes
 from tests.fakes import FakeSystems, refusal
-from tests.test_order_workflow import SHORT_TASK, Harness
+from tests.test_order_workflow import SHORT_TASK, Harness, order_request
 from workflows.order import OrderWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
 
@@ -170,6 +171,151 @@ async def replenishment(harness: Harness) -> WorkflowHandle:  # type: ignore[typ
     return handle
 
 
+async def _until(check: Callable[[], Awaitable[bool]]) -> None:
+    for _ in range(500):
+        if await check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the scenario never reached the state it waits for")
+
+
+def _replenishment(harness: Harness, sku: str) -> WorkflowHandle[ReplenishmentWorkflow, None]:
+    return harness.env.client.get_workflow_handle_for(ReplenishmentWorkflow.run, names.replenishment_workflow_id(sku))
+
+
+async def _start_replenishment(harness: Harness, sku: str, **options: int) -> WorkflowHandle:  # type: ignore[type-arg]
+    return await harness.env.client.start_workflow(
+        ReplenishmentWorkflow.run,
+        ReplenishmentInput(sku=sku, **options),
+        id=names.replenishment_workflow_id(sku),
+        task_queue=harness.task_queue,
+    )
+
+
+async def woken_by_replenishment(harness: Harness) -> WorkflowHandle:  # type: ignore[type-arg]
+    """An order backordered, woken by the SKU's run on a receipt; it allocates and tells the run."""
+    harness.fakes.forward_shortages = True
+    harness.fakes.stock["DESK-5"] = 0
+    handle = await harness.start(order_request(**{"MUG-1": 1, "DESK-5": 1}))
+    await harness.until(handle, OrderStatus.BACKORDERED)
+    replenishment = _replenishment(harness, "DESK-5")
+    await _until(lambda: _demand_is(replenishment, 1))
+    harness.fakes.stock["DESK-5"] = 1
+    await replenishment.signal(
+        ReplenishmentWorkflow.stock_received, StockReceived(receipt_id="r-1", warehouse="W", quantity=1)
+    )
+    await harness.until(handle, OrderStatus.SHIPPED)
+    await _until(lambda: _demand_is(replenishment, 0))
+    # Before waiting for the order's result, which lets the server skip time up to an idle run's timeout.
+    await replenishment.terminate("history recorded")
+    await harness.deliver(handle)
+    return handle
+
+
+async def restocked_by_operator_while_short(harness: Harness) -> WorkflowHandle:  # type: ignore[type-arg]
+    """An operator's restock signal finds too little: the order reports again, then is cancelled."""
+    harness.fakes.forward_shortages = True
+    harness.fakes.stock["SOFA-6"] = 0
+    handle = await harness.start(order_request(**{"SOFA-6": 2}))
+    await harness.until(handle, OrderStatus.BACKORDERED)
+    await handle.signal(OrderWorkflow.restock)
+    await _until(lambda: _reported(harness, 2))
+    await harness.until(handle, OrderStatus.BACKORDERED)
+    await handle.execute_update(OrderWorkflow.cancel, CancelCommand(reason="too slow"))
+    await _until(lambda: _demand_is(_replenishment(harness, "SOFA-6"), 0))
+    await _replenishment(harness, "SOFA-6").terminate("history recorded")
+    await handle.result()
+    return handle
+
+
+async def replenishment_keeps_woken_orders(harness: Harness) -> WorkflowHandle:  # type: ignore[type-arg]
+    """Real orders wait; the first is woken, allocates and says so; the second withdraws; a notice is refused."""
+    harness.fakes.forward_shortages = True
+    harness.fakes.stock["RUG-7"] = 0
+    harness.fakes.fail["notify_purchasing"] = refusal("PurchasingRefused")
+    first = await harness.start(order_request(**{"RUG-7": 1}))
+    await harness.until(first, OrderStatus.BACKORDERED)
+    second = await harness.start(order_request(**{"RUG-7": 1}))
+    await harness.until(second, OrderStatus.BACKORDERED)
+    replenishment = _replenishment(harness, "RUG-7")
+    await _until(lambda: _demand_is(replenishment, 2))
+    del harness.fakes.fail["notify_purchasing"]
+    harness.fakes.stock["RUG-7"] = 1
+    await replenishment.signal(
+        ReplenishmentWorkflow.stock_received, StockReceived(receipt_id="r-1", warehouse="W", quantity=1)
+    )
+    await harness.until(first, OrderStatus.SHIPPED)
+    await _until(lambda: _demand_is(replenishment, 1))
+    await second.execute_update(OrderWorkflow.cancel, CancelCommand(reason="found it elsewhere"))
+    await _until(lambda: _demand_is(replenishment, 0))
+    await replenishment.terminate("history recorded")
+    return replenishment
+
+
+async def replenishment_notice_outage(harness: Harness) -> WorkflowHandle:  # type: ignore[type-arg]
+    """Purchasing does not answer a burst of tries: the run pauses, tries again, delivers; receipts go on meanwhile."""
+    harness.fakes.fail["notify_purchasing"] = ApplicationError("purchasing answered 503", type="ProviderUnavailable")
+    handle = await _start_replenishment(harness, "LAMP-8")
+    await handle.signal(ReplenishmentWorkflow.shortage, ShortageReport(order_id="o-1", quantity=1, round=1))
+    await handle.signal(ReplenishmentWorkflow.shortage, ShortageReport(order_id="o-2", quantity=1, round=1))
+    harness.fakes.stock["LAMP-8"] = 1
+    await handle.signal(
+        ReplenishmentWorkflow.stock_received, StockReceived(receipt_id="r-1", warehouse="W", quantity=1)
+    )
+    await handle.signal(ReplenishmentWorkflow.allocated, Allocated(order_id="o-1"))
+    await harness.env.sleep(timedelta(minutes=2))
+    del harness.fakes.fail["notify_purchasing"]
+    await harness.env.sleep(timedelta(minutes=3))
+    await _until(lambda: _undelivered_is(handle, 0))
+    await handle.signal(ReplenishmentWorkflow.withdraw, Withdrawal(order_id="o-2"))
+    await _until(lambda: _demand_is(handle, 0))
+    await handle.terminate("history recorded")
+    return handle
+
+
+async def replenishment_continues_as_new_with_notices(harness: Harness) -> WorkflowHandle:  # type: ignore[type-arg]
+    """The first run of a SKU whose history grew long: it continues as new with its undelivered notices."""
+    harness.fakes.fail["notify_purchasing"] = ApplicationError("purchasing answered 503", type="ProviderUnavailable")
+    handle = await _start_replenishment(harness, "VASE-9", max_history_events=30)
+    first_run = (await handle.describe()).run_id
+    for number in range(12):
+        await handle.signal(ReplenishmentWorkflow.shortage, ShortageReport(order_id=f"o-{number}", quantity=1, round=1))
+        # One at a time: a run reads its history's length as of the start of each workflow task.
+        await _until(lambda: _at_least(handle, number + 1))  # noqa: B023
+    # The run continues as new between two bursts of tries, once the first bursts have failed.
+    await harness.env.sleep(timedelta(seconds=40))
+    latest = _replenishment(harness, "VASE-9")
+    await _until(lambda: _continued(latest, first_run))
+    await latest.terminate("history recorded")
+    return harness.env.client.get_workflow_handle(handle.id, run_id=first_run)
+
+
+async def _demand_is(handle: WorkflowHandle, count: int) -> bool:  # type: ignore[type-arg]
+    try:
+        return len(await handle.query(ReplenishmentWorkflow.demand)) == count
+    except Exception:  # not started yet
+        return False
+
+
+async def _at_least(handle: WorkflowHandle, count: int) -> bool:  # type: ignore[type-arg]
+    try:
+        return len(await handle.query(ReplenishmentWorkflow.demand)) >= count
+    except Exception:  # continued as new, or not started yet
+        return True
+
+
+async def _undelivered_is(handle: WorkflowHandle, count: int) -> bool:  # type: ignore[type-arg]
+    return len(await handle.query(ReplenishmentWorkflow.undelivered_notices)) == count
+
+
+async def _reported(harness: Harness, count: int) -> bool:
+    return len(harness.fakes.reported) >= count
+
+
+async def _continued(handle: WorkflowHandle, first_run: str) -> bool:  # type: ignore[type-arg]
+    return (await handle.describe()).run_id != first_run
+
+
 SCENARIOS: dict[str, Scenario] = {
     "order_delivered": delivered,
     "order_approved_by_operator": approved_by_operator,
@@ -181,6 +327,11 @@ SCENARIOS: dict[str, Scenario] = {
     "order_temporal_cancel_refused_once_shipped": temporal_cancel_refused_once_shipped,
     "order_continued_as_new_while_delivering": continued_as_new_while_delivering,
     "replenishment_wakes_fifo": replenishment,
+    "order_woken_by_replenishment": woken_by_replenishment,
+    "order_restocked_by_operator_while_short": restocked_by_operator_while_short,
+    "replenishment_keeps_woken_orders": replenishment_keeps_woken_orders,
+    "replenishment_notice_outage": replenishment_notice_outage,
+    "replenishment_continues_as_new_with_notices": replenishment_continues_as_new_with_notices,
 }
 
 
