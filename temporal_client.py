@@ -2,14 +2,28 @@
 alike, and the request id of the API request being served on every call (observability.interceptors).
 
 Also the one way code outside workflows reaches a SKU's replenishment workflow (`signal_replenishment`):
-the API when stock arrives, the order's activity when it is short.
+the API when stock arrives, the order's activity when it is short; and the one way a periodic job
+(backups, the demand forecast) is registered as a Temporal schedule (`ensure_periodic_schedule`).
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
 from temporalio.converter import DataConverter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
@@ -82,3 +96,37 @@ async def signal_replenishment(
         start_signal_args=[message],
         rpc_timeout=rpc_timeout,
     )
+
+
+async def ensure_periodic_schedule(
+    client: Client,
+    schedule_id: str,
+    *,
+    workflow: str,
+    arg: Any,
+    workflow_id: str,
+    task_queue: str,
+    every: timedelta,
+    note: str,
+) -> str:
+    """Create the schedule that starts `workflow` every `every`, or update it in place: "created" or "updated".
+
+    So whatever starts it (each start of a worker or of the stack) may register it again: there is one.
+    A run still going when the next is due makes the schedule skip the next, never stack them.
+    """
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(workflow, arg, id=workflow_id, task_queue=task_queue),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        state=ScheduleState(note=note),
+    )
+    try:
+        await client.create_schedule(schedule_id, schedule)
+        return "created"
+    except ScheduleAlreadyRunningError:
+
+        def update(_: ScheduleUpdateInput) -> ScheduleUpdate:
+            return ScheduleUpdate(schedule=schedule)
+
+        await client.get_schedule_handle(schedule_id).update(update)
+        return "updated"
