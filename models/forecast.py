@@ -7,6 +7,7 @@ The workflows' payloads and the API's views are distinct models, converted at th
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -77,41 +78,41 @@ class PurchaseRequestInput(BaseModel):
 
 
 class ForecastPointView(BaseModel):
-    date: date
+    date: Annotated[date, Field(description="The day (UTC).")]
     mean: float = Field(description="Units expected that day.")
-    lo80: float
-    hi80: float
-    lo95: float
-    hi95: float
+    lo80: float = Field(description="Lower bound of the 80% interval.")
+    hi80: float = Field(description="Upper bound of the 80% interval.")
+    lo95: float = Field(description="Lower bound of the 95% interval.")
+    hi95: float = Field(description="Upper bound of the 95% interval.")
 
 
 class DemandDayView(BaseModel):
-    date: date
+    date: Annotated[date, Field(description="The day (UTC) the orders were placed.")]
     quantity: float = Field(description="Units ordered that day.")
 
 
 class ForecastView(BaseModel):
-    sku: str
+    sku: str = Field(description="The SKU forecast.")
     model: str = Field(description="The model kept: the lowest MASE on the rolling backtest.")
     mase: float = Field(description="The kept model's backtest MASE (below 1: better than seasonal naive).")
     pattern: str = Field(description="smooth, erratic, intermittent or lumpy (by ADI and CV²).")
-    generated_at: datetime
-    history: list[DemandDayView]
+    generated_at: datetime = Field(description="When the forecast run wrote this forecast.")
+    history: list[DemandDayView] = Field(description="Daily demand the model was fitted on, oldest first.")
     points: list[ForecastPointView] = Field(description="The next 28 days, with 80% and 95% intervals.")
 
 
 class SuggestionView(BaseModel):
-    suggestion_id: str
-    sku: str
-    warehouse: str
+    suggestion_id: str = Field(description="Accept or dismiss the suggestion by this id.")
+    sku: str = Field(description="The SKU to buy.")
+    warehouse: str = Field(description="The warehouse to receive it.")
     quantity: int = Field(description="Units to buy: the shortfall, at least the minimum order, in whole packs.")
     reorder_point: int = Field(description="Lead-time demand plus safety stock for a 95% service level.")
-    on_hand: int
-    available: int
-    on_order: int
-    lead_time_days: int
-    model: str
-    created_at: datetime
+    on_hand: int = Field(description="Units in the warehouse when the suggestion was made.")
+    available: int = Field(description="Units on hand and not reserved.")
+    on_order: int = Field(description="Units bought and not yet received.")
+    lead_time_days: int = Field(description="The supplier's lead time the suggestion covers.")
+    model: str = Field(description="The forecast model behind it.")
+    created_at: datetime = Field(description="When the forecast run made it.")
     status: str = Field(description="open, accepted, dismissed or superseded (by a newer run's suggestion).")
 
 
@@ -130,4 +131,4 @@ class PurchaseTermsBody(BaseModel):
 
 
 class PurchaseTermsView(PurchaseTermsBody):
-    sku: str
+    sku: str = Field(description="The SKU these terms are for.")
