@@ -38,6 +38,9 @@ from tests.test_local_stack import (
     wait_until_ready,
 )
 
+# Every test here reaches the whole stack, through a fixture the tiers do not know.
+pytestmark = pytest.mark.system
+
 # Without the background-networking flags Chromium reaches out to the network on its own.
 CHROMIUM_FLAGS = [
     "--no-sandbox",
