@@ -10,6 +10,7 @@ kept in each test's tmp_path.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -22,7 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, Response, async_playwright, expect
+from playwright.async_api import Browser, Page, Response, ViewportSize, async_playwright, expect
 
 from scripts.local_stack import ADMIN_KEY_FILE, DEMO_ORDER
 from settings import Settings
@@ -37,6 +38,9 @@ from tests.test_local_stack import (
     wait_until_ready,
 )
 
+# Every test here reaches the whole stack, through a fixture the tiers do not know.
+pytestmark = pytest.mark.system
+
 # Without the background-networking flags Chromium reaches out to the network on its own.
 CHROMIUM_FLAGS = [
     "--no-sandbox",
@@ -47,13 +51,20 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-DESKTOP = {"width": 1400, "height": 1000}
-PHONE = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1400, "height": 1000}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 # What the UI shows while its codec endpoint refuses it.
 CODEC_REFUSED = "Codec Server could not connect"
 # The UI decodes a page's payloads on a loaded machine too.
 DECODED_SECONDS = 60
 NAMESPACE = Settings.model_fields["temporal_namespace"].default
+# The demo order at 12,000.00, above the total that sends an order to manual review: it waits there.
+ORDER_FOR_REVIEW = json.dumps(
+    {**json.loads(DEMO_ORDER), "lines": [{"sku": "LAMP-004", "quantity": 10, "unit_price": "1200.00"}]}
+)
+# The timeline's words for a cancellation requested from Temporal rather than through the API.
+TEMPORAL_ACTOR = "temporal"
+TEMPORAL_CANCEL_REASON = "cancellation requested from the Temporal UI or CLI"
 
 
 @dataclass(frozen=True)
@@ -68,17 +79,18 @@ class LocalStack:
     def codec_endpoint(self) -> str:
         return f"{self.api}/codec"
 
-    def order_page(self) -> str:
-        return f"{self.ui}/namespaces/{NAMESPACE}/workflows/{self.workflow_id}"
+    def order_page(self, workflow_id: str | None = None) -> str:
+        """The workflow page of an order in the Temporal UI; the demo order's by default."""
+        return f"{self.ui}/namespaces/{NAMESPACE}/workflows/{workflow_id or self.workflow_id}"
 
     def as_admin(self, method: str, path: str, **options: Any) -> httpx.Response:
         """A call to the API with the local admin key, as the banner's curl makes it."""
         headers = {**bearer(self.admin_key), **options.pop("headers", {})}
         return httpx.request(method, f"{self.api}{path}", headers=headers, timeout=10, **options)
 
-    def place_order(self) -> httpx.Response:
+    def place_order(self, order: str = DEMO_ORDER) -> httpx.Response:
         headers = {"Content-Type": "application/json", "Idempotency-Key": str(uuid.uuid4())}
-        return self.as_admin("POST", "/orders", content=DEMO_ORDER, headers=headers)
+        return self.as_admin("POST", "/orders", content=order, headers=headers)
 
 
 @pytest.fixture(scope="module")
@@ -257,3 +269,37 @@ async def test_the_codec_sign_in_page_fits_a_phone_and_names_the_endpoint_to_pas
         assert overflow <= 0
     finally:
         await context.close()
+
+
+async def test_request_cancellation_in_the_temporal_ui_cancels_an_order_waiting_for_review_as_the_api_does(
+    local_stack: LocalStack, page: Page, tmp_path: Path
+) -> None:
+    placed = local_stack.place_order(ORDER_FOR_REVIEW)
+    assert placed.status_code == 202, placed.text
+    order_id, workflow_id = placed.json()["order_id"], placed.json()["workflow_id"]
+    read_order(local_stack.env, order_id, "pending_review")
+    # Signed in to the codec, so the order's result reads as the API's.
+    await set_up_the_codec(page, local_stack, local_stack.admin_key, tmp_path)
+    await page.goto(local_stack.order_page(workflow_id))
+    status = page.get_by_test_id("execution-status")
+    await expect(status).to_have_text("Running")
+
+    await page.get_by_role("button", name="Request Cancellation").click()
+    dialog = page.get_by_role("dialog", name="Cancel Workflow")
+    await expect(dialog).to_be_visible()
+    await page.screenshot(path=tmp_path / "cancel-dialog.png")
+    await dialog.get_by_role("button", name="Confirm").click()
+
+    # The run finished its work, the cancelled order as its result: Completed, not Canceled.
+    await expect(status).to_have_text("Completed", timeout=DECODED_SECONDS * 1000)
+    # The viewer draws only the lines in sight: the status is near the top; the API shows the rest.
+    result = page.get_by_role("textbox", name="Result")
+    await expect(result).to_contain_text('"status": "cancelled"', timeout=DECODED_SECONDS * 1000)
+    await page.screenshot(path=tmp_path / "order-cancelled.png", full_page=True)
+    order = read_order(local_stack.env, order_id)
+    assert order["status"] == "cancelled"
+    assert order["cancellation_reason"] == TEMPORAL_CANCEL_REASON
+    [requested] = [entry for entry in order["timeline"] if entry["event"] == "cancellation requested"]
+    assert (requested["actor"], requested["detail"]) == (TEMPORAL_ACTOR, TEMPORAL_CANCEL_REASON)
+    ended = order["timeline"][-1]
+    assert (ended["event"], ended["actor"], ended["status"]) == ("order cancelled", TEMPORAL_ACTOR, "cancelled")
