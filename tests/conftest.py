@@ -124,8 +124,13 @@ async def register_search_attributes(client: Client) -> None:
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of the module's own.
+
+    The server stops skipping time for good once a workflow ends (terminated, continued as new) while one of
+    its tasks is being worked on; a server per module keeps such a leftover from holding up other modules.
+    """
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=TEST_CONVERTER,
         interceptors=client_interceptors(TEST_CONVERTER),
