@@ -14,14 +14,12 @@ from collections.abc import AsyncIterator
 import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from models import names
 from models.order import OrderState, OrderStatus, ReviewDecision, ReviewOutcome
 from models.purchasing import ReplenishmentInput, ShortageReport
 from tests.conftest import BIN
-from tests.fakes import FakeSystems
-from tests.test_order_workflow import SHORT_TASK, Harness, compensations, order_request
+from tests.test_order_workflow import SHORT_TASK, Harness, compensations, order_request, running_harness
 from workflows.order import OrderWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
 
@@ -30,16 +28,8 @@ Order = WorkflowHandle[OrderWorkflow, OrderState]
 
 @pytest.fixture
 async def harness(time_skipping_env: WorkflowEnvironment, task_queue: str) -> AsyncIterator[Harness]:
-    fakes = FakeSystems(stock={"MUG-1": 10, "TEE-2": 10})
-    async with Worker(
-        time_skipping_env.client,
-        task_queue=task_queue,
-        workflows=[OrderWorkflow, ReplenishmentWorkflow],
-        activities=fakes.activities(),
-    ):
-        harness = Harness(time_skipping_env, task_queue, fakes)
-        yield harness
-        await harness.stop_leftovers()
+    async with running_harness(time_skipping_env, task_queue, {"MUG-1": 10, "TEE-2": 10}) as running:
+        yield running
 
 
 async def cancelled_from_temporal(handle: Order) -> OrderState:

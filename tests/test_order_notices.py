@@ -9,33 +9,22 @@ from typing import Any
 import httpx
 import pytest
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
-from temporalio.worker import Worker
 
 from activities.customers import CustomerActivities
 from activities.http import create_http_client
 from models.integrations import NotificationInput
 from models.order import OrderStatus
 from standins.app import StandinConfig, create_app
-from tests.fakes import FakeSystems
 from tests.servers import free_port, running_server
 from tests.test_integrations import settings_for
-from tests.test_order_workflow import Harness
+from tests.test_order_workflow import Harness, running_harness
 from workflows.order import OrderWorkflow
-from workflows.replenishment import ReplenishmentWorkflow
 
 
 @pytest.fixture
 async def harness(time_skipping_env: WorkflowEnvironment, task_queue: str) -> AsyncIterator[Harness]:
-    fakes = FakeSystems(stock={"MUG-1": 10, "TEE-2": 0})
-    async with Worker(
-        time_skipping_env.client,
-        task_queue=task_queue,
-        workflows=[OrderWorkflow, ReplenishmentWorkflow],
-        activities=fakes.activities(),
-    ):
-        harness = Harness(time_skipping_env, task_queue, fakes)
-        yield harness
-        await harness.stop_leftovers()
+    async with running_harness(time_skipping_env, task_queue, {"MUG-1": 10, "TEE-2": 0}) as running:
+        yield running
 
 
 async def test_an_order_backordered_twice_sends_two_backorder_notices(harness: Harness) -> None:

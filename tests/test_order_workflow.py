@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -106,18 +107,25 @@ class Harness:
         return await handle.result()
 
 
-@pytest.fixture
-async def harness(time_skipping_env: WorkflowEnvironment, task_queue: str) -> AsyncIterator[Harness]:
-    fakes = FakeSystems(stock={"MUG-1": 10, "TEE-2": 10})
+@asynccontextmanager
+async def running_harness(env: WorkflowEnvironment, task_queue: str, stock: dict[str, int]) -> AsyncIterator[Harness]:
+    """A worker of the order and replenishment workflows on faked systems holding `stock`."""
+    fakes = FakeSystems(stock=stock)
     async with Worker(
-        time_skipping_env.client,
+        env.client,
         task_queue=task_queue,
         workflows=[OrderWorkflow, ReplenishmentWorkflow],
         activities=fakes.activities(),
     ):
-        harness = Harness(time_skipping_env, task_queue, fakes)
+        harness = Harness(env, task_queue, fakes)
         yield harness
         await harness.stop_leftovers()
+
+
+@pytest.fixture
+async def harness(time_skipping_env: WorkflowEnvironment, task_queue: str) -> AsyncIterator[Harness]:
+    async with running_harness(time_skipping_env, task_queue, {"MUG-1": 10, "TEE-2": 10}) as running:
+        yield running
 
 
 def compensations(fakes: FakeSystems) -> dict[str, int]:
