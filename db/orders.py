@@ -12,14 +12,14 @@ import binascii
 import json
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVarTuple
 
-from sqlalchemy import Row, and_, delete, exists, or_, select, update
+from sqlalchemy import ColumnElement, Row, Select, and_, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import personal
 from db.engine import dialect_insert
-from models.order import ID_PATTERN, OrderPage, OrderState, OrderStatus, OrderSummary, TimelineEvent
+from models.order import ID_PATTERN, OrderFilter, OrderPage, OrderState, OrderStatus, OrderSummary, TimelineEvent
 from models.records import OrderFacts, RecordOrderInput, StatusChangeInput
 from models.tables import IdempotencyKeyRow, OrderEventRow, OrderLineRow, OrderRow
 from security.keyring import Keyring
@@ -275,20 +275,37 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise InvalidCursor("invalid cursor") from error
 
 
-async def list_orders(
-    session: AsyncSession,
-    *,
-    status: OrderStatus | None,
-    customer_id: str | None,
-    sku: str | None,
-    limit: int,
-    cursor: str | None,
-    client_id: str | None = None,
-) -> OrderPage:
-    """Orders newest first, filtered (`client_id`: one API client's only); `next_cursor` continues after the last."""
+Columns = TypeVarTuple("Columns")
+
+
+def matching(query: Select[*Columns], where: OrderFilter) -> Select[*Columns]:
+    """`query` over orders narrowed to those `where` names."""
+    if where.status is not None:
+        query = query.where(OrderRow.status == where.status.value)
+    if where.customer_id is not None:
+        query = query.where(OrderRow.customer_id == where.customer_id)
+    if where.client_id is not None:
+        query = query.where(OrderRow.client_id == where.client_id)
+    if where.sku is not None:
+        query = query.where(_has_sku(where.sku))
+    if where.q is not None:
+        query = query.where(or_(OrderRow.order_id == where.q, OrderRow.customer_id == where.q, _has_sku(where.q)))
+    if where.created_from is not None:
+        query = query.where(OrderRow.created_at >= where.created_from)
+    if where.created_to is not None:
+        query = query.where(OrderRow.created_at < where.created_to)
+    return query
+
+
+def _has_sku(sku: str) -> ColumnElement[bool]:
+    return exists().where(OrderLineRow.order_id == OrderRow.order_id, OrderLineRow.sku == sku)
+
+
+async def list_orders(session: AsyncSession, where: OrderFilter, *, limit: int, cursor: str | None) -> OrderPage:
+    """Orders newest first, those `where` names; `next_cursor` continues after the last."""
     if limit < 1:
         raise ValueError("limit must be at least 1")
-    query = select(
+    columns = select(
         OrderRow.order_id,
         OrderRow.workflow_id,
         OrderRow.client_id,
@@ -299,14 +316,7 @@ async def list_orders(
         OrderRow.created_at,
         OrderRow.updated_at,
     )
-    if status is not None:
-        query = query.where(OrderRow.status == status.value)
-    if customer_id is not None:
-        query = query.where(OrderRow.customer_id == customer_id)
-    if client_id is not None:
-        query = query.where(OrderRow.client_id == client_id)
-    if sku is not None:
-        query = query.where(exists().where(OrderLineRow.order_id == OrderRow.order_id, OrderLineRow.sku == sku))
+    query = matching(columns, where)
     if cursor is not None:
         after_created, after_id = decode_cursor(cursor)
         query = query.where(
@@ -317,7 +327,9 @@ async def list_orders(
         )
     # One row more than asked tells whether another page exists.
     query = query.order_by(OrderRow.created_at.desc(), OrderRow.order_id.desc()).limit(limit + 1)
-    rows = (await session.execute(query)).all()
+    found = (await session.execute(query)).all()
+    rows = found[:limit]
+    skus = await _skus_of(session, [row.order_id for row in rows])
     items = [
         OrderSummary(
             order_id=row.order_id,
@@ -327,13 +339,29 @@ async def list_orders(
             customer_id=row.customer_id,
             total=row.total,
             currency=row.currency,
+            skus=skus.get(row.order_id, []),
             created_at=_utc(row.created_at),
             updated_at=_utc(row.updated_at),
         )
-        for row in rows[:limit]
+        for row in rows
     ]
-    next_cursor = encode_cursor(items[-1].created_at, items[-1].order_id) if len(rows) > limit else None
+    next_cursor = encode_cursor(items[-1].created_at, items[-1].order_id) if len(found) > limit else None
     return OrderPage(items=items, next_cursor=next_cursor)
+
+
+async def _skus_of(session: AsyncSession, order_ids: list[str]) -> dict[str, list[str]]:
+    """Each order's SKUs in line order, in one query for the whole page."""
+    if not order_ids:
+        return {}
+    rows = await session.execute(
+        select(OrderLineRow.order_id, OrderLineRow.sku)
+        .where(OrderLineRow.order_id.in_(order_ids))
+        .order_by(OrderLineRow.order_id, OrderLineRow.line_no)
+    )
+    skus: dict[str, list[str]] = {}
+    for order_id, sku in rows:
+        skus.setdefault(order_id, []).append(sku)
+    return skus
 
 
 async def claim_idempotency_key(

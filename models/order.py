@@ -263,6 +263,22 @@ class TrackingEvent(Strict):
     at: Timestamp
 
 
+class OrderFilter(Strict):
+    """Which orders a list, a search or a bulk action means; every field left out matches every order.
+
+    `q` is the quick search: an order id, a customer id or a SKU, matched exactly. The dates bound
+    `created_at`, from inclusive, to exclusive.
+    """
+
+    status: OrderStatus | None = None
+    customer_id: CustomerId | None = None
+    sku: Sku | None = None
+    client_id: CustomerId | None = Field(default=None, description="Only orders placed by this API client.")
+    q: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ID_PATTERN)] | None = None
+    created_from: Timestamp | None = None
+    created_to: Timestamp | None = None
+
+
 class OrderSummary(BaseModel):
     """One row of GET /orders."""
 
@@ -273,6 +289,7 @@ class OrderSummary(BaseModel):
     customer_id: str
     total: Decimal
     currency: str
+    skus: list[str] = Field(default_factory=list, description="The SKUs of the order's lines, in line order.")
     created_at: datetime
     updated_at: datetime
 

@@ -20,6 +20,7 @@ from db.webhooks import create_subscription
 from models.order import (
     Allocation,
     Invoice,
+    OrderFilter,
     OrderRequest,
     OrderState,
     OrderStatus,
@@ -192,7 +193,7 @@ async def test_a_status_change_before_the_order_record_creates_the_order(session
 
     async with sessionmaker() as session:
         state = await orders.get_order(session, "o-1", TEST_KEYRING)
-        page = await orders.list_orders(session, status=None, customer_id=None, sku="SKU-B", limit=10, cursor=None)
+        page = await orders.list_orders(session, OrderFilter(sku="SKU-B"), limit=10, cursor=None)
     assert state is not None
     assert state.status is OrderStatus.PENDING_REVIEW
     assert [item.status for item in page.items] == [OrderStatus.PENDING_REVIEW]
@@ -231,14 +232,7 @@ async def all_pages(sessionmaker: Sessions, limit: int, **filters: object) -> tu
     cursor: str | None = None
     while True:
         async with sessionmaker() as session:
-            page = await orders.list_orders(
-                session,
-                status=filters.get("status"),  # type: ignore[arg-type]
-                customer_id=filters.get("customer_id"),  # type: ignore[arg-type]
-                sku=filters.get("sku"),  # type: ignore[arg-type]
-                limit=limit,
-                cursor=cursor,
-            )
+            page = await orders.list_orders(session, OrderFilter.model_validate(filters), limit=limit, cursor=cursor)
         pages.append([item.order_id for item in page.items])
         cursors.append(page.next_cursor)
         if page.next_cursor is None:
@@ -280,22 +274,47 @@ async def test_orders_are_filtered_by_status_customer_and_sku(sessionmaker: Sess
     assert nothing == [[]]
 
 
+async def test_the_quick_search_finds_an_order_id_a_customer_id_or_a_sku(sessionmaker: Sessions) -> None:
+    await seed_listing(sessionmaker)
+
+    by_order, _ = await all_pages(sessionmaker, limit=10, q="o-05")
+    by_customer, _ = await all_pages(sessionmaker, limit=10, q="c-3")
+    by_sku, _ = await all_pages(sessionmaker, limit=10, q="SKU-C")
+    nothing, _ = await all_pages(sessionmaker, limit=10, q="o-5")
+
+    assert by_order == [["o-05"]]
+    assert by_customer == [["o-06"]]
+    assert by_sku == [["o-05", "o-04"]]
+    assert nothing == [[]]
+
+
+async def test_a_date_range_takes_its_start_and_leaves_its_end(sessionmaker: Sessions) -> None:
+    await seed_listing(sessionmaker)
+
+    window, _ = await all_pages(
+        sessionmaker, limit=2, created_from=T0 + timedelta(minutes=2), created_to=T0 + timedelta(minutes=5)
+    )
+
+    assert window == [["o-06", "o-05"], ["o-04", "o-03"]]
+
+
 async def test_a_page_summarises_each_order(sessionmaker: Sessions) -> None:
     await OrderRecordActivities(sessionmaker, TEST_KEYRING).record_order(received("o-1"))
 
     async with sessionmaker() as session:
-        page = await orders.list_orders(session, status=None, customer_id=None, sku=None, limit=5, cursor=None)
+        page = await orders.list_orders(session, OrderFilter(), limit=5, cursor=None)
 
     [item] = page.items
     assert (item.order_id, item.workflow_id, item.customer_id, item.status) == ("o-1", "order-o-1", "c-1", "received")
     assert (item.total, item.currency, item.created_at) == (Decimal("30.00"), "EUR", T0)
+    assert item.skus == ["SKU-A", "SKU-B"]
 
 
 @pytest.mark.parametrize("cursor", ["not a cursor!", "bm9wZQ", "WzEsMl0", "WyJub3QtYS1kYXRlIiwibyJd", ""])
 async def test_a_malformed_cursor_is_refused(sessionmaker: Sessions, cursor: str) -> None:
     async with sessionmaker() as session:
         with pytest.raises(orders.InvalidCursor):
-            await orders.list_orders(session, status=None, customer_id=None, sku=None, limit=5, cursor=cursor)
+            await orders.list_orders(session, OrderFilter(), limit=5, cursor=cursor)
 
 
 async def test_concurrent_claims_of_one_key_have_one_owner(sessionmaker: Sessions) -> None:

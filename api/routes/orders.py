@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
+from pydantic import AwareDatetime
 
 from api.auth import client_scope, require_role
 from api.deps import OrdersDep, SessionmakerDep
@@ -18,6 +19,7 @@ from models.order import (
     SKU_PATTERN,
     CancelRequest,
     OrderAccepted,
+    OrderFilter,
     OrderPage,
     OrderRequest,
     OrderStatus,
@@ -91,23 +93,31 @@ async def get_orders(
         Query(min_length=1, max_length=64, pattern=ID_PATTERN, description="Only orders placed by this API client."),
     ] = None,
     sku: Annotated[str | None, Query(min_length=1, max_length=64, pattern=SKU_PATTERN)] = None,
+    q: Annotated[
+        str | None,
+        Query(min_length=1, max_length=64, pattern=ID_PATTERN, description="An order id, customer id or SKU."),
+    ] = None,
+    created_from: Annotated[AwareDatetime | None, Query(description="Placed at or after, with its offset.")] = None,
+    created_to: Annotated[AwareDatetime | None, Query(description="Placed before, with its offset.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(min_length=1, max_length=500, pattern=r"^[A-Za-z0-9_-]+$")] = None,
 ) -> OrderPage:
-    """Orders newest first (a client's own only); pass `next_cursor` back as `cursor` for the next page."""
+    """Orders newest first (a client's own only), filtered; `q` finds an order id, customer id or SKU;
+    pass `next_cursor` back as `cursor` for the next page."""
     own = client_scope(caller)
     if own is not None and client_id not in (None, own):
         return OrderPage(items=[])
+    where = OrderFilter(
+        status=status,
+        customer_id=customer_id,
+        client_id=own or client_id,
+        sku=sku,
+        q=q,
+        created_from=created_from,
+        created_to=created_to,
+    )
     async with sessionmaker.begin() as session:
-        return await list_orders(
-            session,
-            status=status,
-            customer_id=customer_id,
-            sku=sku,
-            limit=limit,
-            cursor=cursor,
-            client_id=own or client_id,
-        )
+        return await list_orders(session, where, limit=limit, cursor=cursor)
 
 
 @router.get("/{order_id}", response_model=OrderView, responses=error_responses(404, 409, 422, 503))
