@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from console import auth, dashboard
+from console import auth, dashboard, inventory, orders
 from console.layout import HERE, STATIC_PATH
 
-ROUTERS: list[APIRouter] = [auth.router, dashboard.router]
+ROUTERS: list[APIRouter] = [auth.router, orders.router, inventory.router, dashboard.router]
 
 
 def install(app: FastAPI) -> None:

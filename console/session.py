@@ -24,7 +24,7 @@ COOKIE = "oms_console_session"
 SESSION_SECONDS = 8 * 3600
 LOGIN_PATH = f"{PREFIX}/login"
 # Where a person lands after signing in, unless a page sent them to sign in.
-HOME = f"{PREFIX}/dashboard"
+HOME = f"{PREFIX}/orders"
 # The form field every state-changing console form sends its CSRF token in.
 CSRF_FIELD = "csrf"
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
 
 import httpx
@@ -20,9 +22,12 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from console.session import COOKIE, SESSION_SECONDS, csrf_token, session_cookie
+from db.stock import set_on_hand, stock_level
+from models.order import OrderStatus
 from security.api_keys import Role, new_key, revoke_key, split_key
 from settings import Settings
 from tests.keys import Keys, bearer
+from tests.test_api import stored_order
 from tests.test_auth import serving
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -38,6 +43,11 @@ CONSOLE_RULES: dict[tuple[str, str], set[Role]] = {
     ("POST", "/console/session"): STAFF,
     ("POST", "/console/logout"): STAFF,
     ("GET", "/console/dashboard"): STAFF,
+    ("GET", "/console/orders"): STAFF,
+    ("GET", "/console/orders/{order_id}"): STAFF,
+    ("POST", "/console/orders/{order_id}/actions"): {Role.OPERATOR},
+    ("GET", "/console/inventory"): STAFF,
+    ("POST", "/console/inventory/receipts"): {Role.PURCHASING},
 }
 CONSOLE_OPEN = {("GET", "/console/login")}
 
@@ -65,6 +75,11 @@ async def signed_in(base_url: str, key: str) -> AsyncIterator[httpx.AsyncClient]
         opened = await http.post("/console/session", headers=bearer(key))
         assert opened.status_code == 204, opened.text
         yield http
+
+
+def listed(page: httpx.Response) -> list[str]:
+    """The order ids of a list page, top to bottom."""
+    return re.findall(r'<tr data-row data-order="([^"]+)"', page.text)
 
 
 def csrf_of(page: httpx.Response) -> str:
@@ -104,7 +119,7 @@ async def test_the_sign_in_page_sends_nobody_to_another_site(console: str) -> No
         ]
 
     for answer in answers:
-        assert 'data-next="/console/dashboard"' in answer.text
+        assert 'data-next="/console/orders"' in answer.text
 
 
 @pytest.mark.parametrize("role", [Role.OPERATOR, Role.PURCHASING, Role.ADMIN])
@@ -246,9 +261,10 @@ async def test_the_consoles_assets_are_served_without_a_session(console: str) ->
 @pytest.mark.parametrize(("method", "path"), sorted(CONSOLE_RULES), ids=[f"{m} {p}" for m, p in sorted(CONSOLE_RULES)])
 async def test_a_console_route_admits_only_its_roles(method: str, path: str, console: str, keys: Keys) -> None:
     allowed = CONSOLE_RULES[(method, path)] | {Role.ADMIN}
+    url = path.format(order_id=uuid.uuid4())
     async with browser(console) as http:
-        anonymous = await http.request(method, path)
-        answers = {role: (await http.request(method, path, headers=bearer(keys.of(role)))).status_code for role in Role}
+        anonymous = await http.request(method, url)
+        answers = {role: (await http.request(method, url, headers=bearer(keys.of(role)))).status_code for role in Role}
 
     assert anonymous.status_code == 303
     assert anonymous.headers["location"].startswith("/console/login")
@@ -257,3 +273,127 @@ async def test_a_console_route_admits_only_its_roles(method: str, path: str, con
             assert answers[role] not in (401, 403), f"{role} refused: {answers}"
         else:
             assert answers[role] == 403, f"{role} let through: {answers}"
+
+
+# Orders
+
+
+async def test_the_order_list_shows_the_newest_first_a_page_at_a_time_with_search_and_filters(
+    console: str, keys: Keys, sessionmaker: Sessions
+) -> None:
+    delivered = [await stored_order(sessionmaker, OrderStatus.DELIVERED) for _ in range(3)]
+    cancelled = await stored_order(sessionmaker, OrderStatus.CANCELLED)
+    today = datetime.now(UTC).date()
+    async with signed_in(console, keys.operator) as http:
+        first = await http.get("/console/orders", params={"limit": 2})
+        older = re.search(r'href="(/console/orders\?[^"]*cursor=[^"]+)" rel="next"', first.text)
+        assert older, first.text
+        second = await http.get(older.group(1).replace("&amp;", "&"))
+        by_status = await http.get("/console/orders", params={"status": "cancelled"})
+        by_id = await http.get("/console/orders", params={"q": delivered[0].order_id})
+        by_sku = await http.get("/console/orders", params={"q": "BOLT-7", "status": "delivered"})
+        placed_today = await http.get("/console/orders", params={"created_from": str(today), "created_to": str(today)})
+        placed_tomorrow = await http.get("/console/orders", params={"created_from": str(today + timedelta(days=1))})
+        nonsense = await http.get("/console/orders", params={"q": "a b", "created_to": "soon", "status": "lost"})
+
+    newest_first = [cancelled.order_id, *(order.order_id for order in reversed(delivered))]
+    assert listed(first) == newest_first[:2]
+    assert listed(second) == newest_first[2:]
+    assert 'rel="next"' not in second.text
+    row = first.text[first.text.index(f'data-order="{cancelled.order_id}"') :]
+    row = row[: row.index("</tr>")]
+    for shown in ("C-1", "cancelled", "120.00 EUR", "BOLT-7", today.isoformat()):
+        assert shown in row, shown
+    assert listed(by_status) == [cancelled.order_id]
+    assert listed(by_id) == [delivered[0].order_id]
+    assert listed(by_sku) == [order.order_id for order in reversed(delivered)]
+    assert listed(placed_today) == newest_first
+    assert listed(placed_tomorrow) == []
+    # What cannot be read is said, and left out of the search.
+    assert nonsense.status_code == 200
+    assert "is not a date" in nonsense.text and "unknown status" in nonsense.text and "letters, digits" in nonsense.text
+    assert listed(nonsense) == newest_first
+
+
+async def test_an_order_page_shows_the_order_and_links_its_workflow_in_the_temporal_ui(
+    console: str, keys: Keys, sessionmaker: Sessions
+) -> None:
+    order = await stored_order(sessionmaker, OrderStatus.DELIVERED)
+    async with signed_in(console, keys.operator) as http:
+        page = await http.get(f"/console/orders/{order.order_id}")
+        unknown = await http.get(f"/console/orders/{uuid.uuid4()}")
+
+    assert page.status_code == 200
+    ui = Settings().temporal_ui_url
+    assert f'href="{ui}/namespaces/default/workflows/order-{order.order_id}"' in page.text
+    for shown in ("BOLT-7", "120.00 EUR", "C-1", "delivered", 'id="lines"', 'class="timeline'):
+        assert shown in page.text, shown
+    # Nothing to approve or cancel on a delivered order.
+    assert 'name="action"' not in page.text
+    assert unknown.status_code == 404
+    assert "not found" in unknown.text
+
+
+async def test_purchasing_sees_no_order_actions_and_a_forged_one_is_refused(
+    console: str, keys: Keys, sessionmaker: Sessions
+) -> None:
+    order = await stored_order(sessionmaker, OrderStatus.PENDING_REVIEW)
+    async with signed_in(console, keys.purchasing) as http:
+        listing = await http.get("/console/orders")
+        page = await http.get(f"/console/orders/{order.order_id}")
+        forged = await http.post(
+            f"/console/orders/{order.order_id}/actions", data={"action": "approve", "csrf": csrf_of(listing)}
+        )
+    async with signed_in(console, keys.operator) as http:
+        operators_page = await http.get(f"/console/orders/{order.order_id}")
+        without_token = await http.post(f"/console/orders/{order.order_id}/actions", data={"action": "approve"})
+
+    assert listed(listing) == [order.order_id]
+    for shown in (listing, page):
+        assert 'name="action"' not in shown.text
+        assert 'name="order_id"' not in shown.text
+    assert forged.status_code == 403
+    assert 'value="approve"' in operators_page.text and 'value="cancel"' in operators_page.text
+    assert without_token.status_code == 403
+
+
+# Inventory
+
+
+async def test_inventory_shows_stock_per_warehouse_low_stock_and_to_purchasing_the_receipt_form(
+    console: str, keys: Keys, sessionmaker: Sessions
+) -> None:
+    async with sessionmaker.begin() as session:
+        await set_on_hand(session, "MUG-001", "WH-EAST", 40)
+        await set_on_hand(session, "MUG-001", "WH-WEST", 2)
+        await set_on_hand(session, "CHAIR-006", "WH-EAST", 2)
+    async with signed_in(console, keys.operator) as http:
+        operators = await http.get("/console/inventory")
+        refused = await http.post(
+            "/console/inventory/receipts",
+            data={"sku": "CHAIR-006", "warehouse": "WH-EAST", "quantity": "5", "csrf": csrf_of(operators)},
+        )
+    async with signed_in(console, keys.purchasing) as http:
+        purchasings = await http.get("/console/inventory")
+        received = await http.post(
+            "/console/inventory/receipts",
+            data={"sku": "CHAIR-006", "warehouse": "WH-EAST", "quantity": "5", "csrf": csrf_of(purchasings)},
+            follow_redirects=True,
+        )
+        unknown = await http.post(
+            "/console/inventory/receipts",
+            data={"sku": "NO-SUCH", "warehouse": "WH-EAST", "quantity": "5", "csrf": csrf_of(purchasings)},
+        )
+
+    assert re.search(r'data-sku="MUG-001" data-warehouse="WH-WEST">\s*<td>MUG-001</td><td>WH-WEST</td>', operators.text)
+    assert re.search(r'id="low-stock"><span class="low">CHAIR-006</span> \(2\)</p>', operators.text)
+    assert 'id="receive"' not in operators.text and 'id="shortages"' not in operators.text
+    assert refused.status_code == 403
+    assert 'id="receive"' in purchasings.text and 'id="shortages"' in purchasings.text
+    assert received.status_code == 200
+    assert "5 units of CHAIR-006 received at WH-EAST" in received.text
+    assert 'id="low-stock">None.' in received.text
+    async with sessionmaker() as session:
+        level = await stock_level(session, "CHAIR-006")
+    assert level is not None and level.on_hand == 7
+    assert unknown.status_code == 409 and "unknown SKU NO-SUCH" in unknown.text
