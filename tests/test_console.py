@@ -353,8 +353,11 @@ async def test_purchasing_sees_no_order_actions_and_a_forged_one_is_refused(
         assert 'name="action"' not in shown.text
         assert 'name="order_id"' not in shown.text
     assert forged.status_code == 403
+    assert "a purchasing key may not do this" in forged.text
+    assert forged.headers["content-type"].startswith("text/html")
     assert 'value="approve"' in operators_page.text and 'value="cancel"' in operators_page.text
     assert without_token.status_code == 403
+    assert "security token is missing or out of date" in without_token.text
 
 
 # Inventory
