@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     task_queue: str = names.TASK_QUEUE
+    # The Temporal UI as operators' browsers reach it: the console links each order to its workflow there.
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+    # The console shows a SKU as low on stock when this many units or fewer are available over all warehouses.
+    low_stock_units: int = Field(default=5, ge=0)
 
     # Review rules.
     review_manual_threshold: Decimal = Decimal("10000.00")

@@ -36,6 +36,7 @@ from api.routes import (
     subscriptions,
     webhooks,
 )
+from console.app import install as install_console
 from db.engine import create_engine, create_sessionmaker
 from security.api_keys import InvalidKey, ensure_admin_key
 from security.keyring import Keyring, load_keyring
@@ -113,6 +114,7 @@ def create_app(
         metrics.router,
     ):
         app.include_router(router)
+    install_console(app)
     return app
 
 
