@@ -22,7 +22,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.bulk import ITEM_REFUSED
+from activities.bulk import ITEM_REFUSED, heartbeating
 from api import bulk_client
 from models.bulk import (
     BulkAction,
@@ -74,7 +74,8 @@ class FakeOrders:
             # Long enough for the job to start the items it may run beside this one.
             await asyncio.sleep(0.05)
             if item.ref in self.held:
-                await self.gate.wait()
+                async with heartbeating():
+                    await self.gate.wait()
             if item.ref in self.refuse:
                 raise ApplicationError(self.refuse[item.ref], type=ITEM_REFUSED, non_retryable=True)
             if item.ref in self.failing:
