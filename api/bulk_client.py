@@ -70,6 +70,14 @@ class UnsupportedImport(ApiError):
     status_code = 415
 
 
+class JobTooLarge(ApiError):
+    status_code = 413
+
+
+# A job's input is one Temporal payload, which the server refuses past 2 MB; this leaves room to spare.
+MAX_JOB_INPUT_BYTES = 1_500_000
+
+
 def _actor(principal: Principal) -> str:
     return principal.role.value
 
@@ -176,6 +184,11 @@ async def _start(
         max_history_events=settings.bulk_max_history_events,
         created_at=datetime.now(UTC),
     )
+    size = len(job.model_dump_json())
+    if size > MAX_JOB_INPUT_BYTES:
+        raise JobTooLarge(
+            f"the job's orders take {size} bytes, more than one job carries ({MAX_JOB_INPUT_BYTES}); split it"
+        )
     try:
         await client.start_workflow(
             names.BULK_WORKFLOW,

@@ -227,3 +227,22 @@ async def test_only_clients_and_admins_import_and_a_job_is_its_clients_own(impor
         assert (await operator.get(location)).status_code == 200
     unsupported = await importing.shop.post("/bulk/orders", content=b"<orders/>", headers={"Content-Type": "text/xml"})
     assert unsupported.status_code == 415
+
+
+async def test_an_import_too_large_for_one_job_is_a_413_and_nothing_starts(importing: Importing) -> None:
+    long = "x" * 200
+    lines = [{"sku": f"{n}{'S' * 60}", "quantity": 1, "unit_price": "1.00"} for n in range(5)]
+    order = {
+        **order_body(
+            lines=lines,
+            customer={"name": long, "email": f"{'e' * 240}@example.com"},
+            address={"name": long, "line1": long, "line2": long, "city": long},
+        )
+    }
+    body = {"orders": [{**order, "external_ref": f"PO-{n}"} for n in range(1_000)]}
+
+    response = await importing.shop.post("/bulk/orders", json=body)
+
+    assert response.status_code == 413, response.text
+    assert "split it" in response.json()["detail"]
+    assert await importing.keys() == {}
