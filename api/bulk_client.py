@@ -334,10 +334,8 @@ async def _progress(client: Client, job_id: str, page: ProgressPage, *, client_i
     if description.status in (WorkflowExecutionStatus.COMPLETED, WorkflowExecutionStatus.RUNNING):
         final: BulkProgress = await handle.result()
         return final
-    raise OrderUnavailable(
-        f"bulk job {job_id} ended {description.status.name.lower() if description.status else 'closed'}",
-        retry_after=None,
-    )
+    # Terminated or timed out from outside (the Temporal UI): it has no outcomes to show.
+    raise ActionRefused(f"bulk job {job_id} was {description.status.name.lower() if description.status else 'closed'}")
 
 
 async def _owned_handle(

@@ -24,6 +24,7 @@ from temporalio.worker import Worker
 
 from activities.bulk import ITEM_REFUSED, heartbeating
 from api import bulk_client
+from api.errors import ActionRefused
 from models.bulk import (
     BulkAction,
     BulkJobInput,
@@ -213,6 +214,19 @@ async def test_a_cancelled_job_starts_no_more_items_and_ends_cancelled(jobs: Job
     assert final.status == JobStatus.CANCELLED
     assert Counter(outcomes(final).values()) == {"done": 2, "cancelled": 4}
     assert sum(jobs.fakes.calls.values()) == 2
+
+
+async def test_a_job_terminated_from_outside_is_a_refusal_to_read_not_a_server_error(jobs: Jobs) -> None:
+    jobs.fakes.held.add("O-1")
+    handle = await jobs.start(["O-1"])
+    await until(lambda: jobs.fakes.in_flight == 1, timeout=10)
+    await handle.terminate("stopped by hand")
+    jobs.fakes.gate.set()
+
+    with pytest.raises(ActionRefused) as refused:
+        await bulk_client.job_view(jobs.client, handle.id.removeprefix("bulk-"))
+
+    assert refused.value.detail == f"bulk job {handle.id.removeprefix('bulk-')} was terminated"
 
 
 async def test_a_long_job_carries_on_in_new_runs_with_every_item_done_once(jobs: Jobs) -> None:

@@ -144,7 +144,7 @@ async def bulk_import(
     return _accepted(response, request, accepted)
 
 
-@router.get("/{job_id}", response_model=BulkJobView, responses=error_responses(404, 422, 503))
+@router.get("/{job_id}", response_model=BulkJobView, responses=error_responses(404, 409, 422, 503))
 async def get_job(
     job_id: JobId,
     client: TemporalDep,
