@@ -22,7 +22,7 @@ from tests.polling import NotYet, eventually
 from tests.stack import Stack, running_stack
 from tests.test_crash_recovery import kill, worker_environment, worker_process
 
-ORDERS = 40
+ORDERS = 24
 
 
 @pytest.fixture

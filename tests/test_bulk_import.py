@@ -83,7 +83,8 @@ async def importing(
     database_url: str, task_queue: str, dev_server_env: WorkflowEnvironment, sessionmaker: Sessions, keys: Keys
 ) -> AsyncIterator[Importing]:
     client: Client = dev_server_env.client
-    settings = api_settings(database_url, task_queue)
+    # Placing an order is two quick calls: more of them in flight than by default keeps the test short.
+    settings = api_settings(database_url, task_queue).model_copy(update={"bulk_concurrency": 50})
     # Orders are started where no worker runs them.
     parked = settings.model_copy(update={"task_queue": f"parked-{uuid.uuid4()}", "api_workflow_timeout_seconds": 10.0})
     bulk = BulkActivities(OrderClient(client, sessionmaker, parked, TEST_KEYRING))

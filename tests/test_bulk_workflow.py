@@ -216,6 +216,20 @@ async def test_a_cancelled_job_starts_no_more_items_and_ends_cancelled(jobs: Job
     assert sum(jobs.fakes.calls.values()) == 2
 
 
+async def test_a_job_cancelled_from_the_temporal_ui_ends_as_the_cancel_update_ends_it(jobs: Jobs) -> None:
+    refs = [f"O-{n}" for n in range(4)]
+    jobs.fakes.held.update(refs)
+    handle = await jobs.start(refs, concurrency=1)
+    await until(lambda: jobs.fakes.in_flight == 1, timeout=10)
+
+    await handle.cancel()
+    jobs.fakes.gate.set()
+    final = await handle.result()
+
+    assert final.status == JobStatus.CANCELLED
+    assert outcomes(final) == {"O-0": "done", "O-1": "cancelled", "O-2": "cancelled", "O-3": "cancelled"}
+
+
 async def test_a_job_terminated_from_outside_is_a_refusal_to_read_not_a_server_error(jobs: Jobs) -> None:
     jobs.fakes.held.add("O-1")
     handle = await jobs.start(["O-1"])
