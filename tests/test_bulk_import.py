@@ -197,6 +197,7 @@ async def test_a_json_import_refuses_an_external_ref_already_used_for_another_or
     broken = {**order_body(customer={"id": ""}), "external_ref": "PO-10"}
 
     refused = await importing.shop.post("/bulk/orders", json={"orders": [changed, broken]})
+    empty = await importing.shop.post("/bulk/orders", json={"orders": [], "error_policy": "skip_invalid"})
     skipped = await importing.shop.post(
         "/bulk/orders", json={"orders": [changed, broken], "error_policy": "skip_invalid"}
     )
@@ -205,6 +206,10 @@ async def test_a_json_import_refuses_an_external_ref_already_used_for_another_or
     assert refused.json()["detail"] == [
         {"row": 2, "field": "customer.id", "message": "String should have at least 1 character"}
     ]
+    assert (empty.status_code, empty.json()["detail"]) == (
+        422,
+        [{"row": 0, "field": "orders", "message": "List should have at least 1 item after validation, not 0"}],
+    )
     job = await importing.finished(skipped.headers["Location"])
     assert [(item["ref"], item["outcome"], item["reason"]) for item in job["items"]] == [
         ("PO-9", "refused", f"external_ref 'PO-9' was already used for a different order ({order_id})"),
