@@ -21,9 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from console.orders import order_filter
 from console.session import COOKIE, SESSION_SECONDS, csrf_token, session_cookie
 from db.stock import set_on_hand, stock_level
-from models.order import OrderStatus
+from models.order import OrderFilter, OrderStatus
 from security.api_keys import Role, new_key, revoke_key, split_key
 from settings import Settings
 from tests.keys import Keys, bearer
@@ -276,6 +277,22 @@ async def test_a_console_route_admits_only_its_roles(method: str, path: str, con
 
 
 # Orders
+
+
+def test_the_list_form_reads_whole_utc_days_and_names_what_it_cannot_read() -> None:
+    where, problems = order_filter(" LAMP-004 ", "pending_review", "2026-11-01", "2026-11-30")
+    unread, complaints = order_filter("two words", "lost", "1 Nov", "")
+
+    # "to" includes its day: the filter's bound is the next midnight, exclusive.
+    assert where == OrderFilter(
+        q="LAMP-004",
+        status=OrderStatus.PENDING_REVIEW,
+        created_from=datetime(2026, 11, 1, tzinfo=UTC),
+        created_to=datetime(2026, 12, 1, tzinfo=UTC),
+    )
+    assert problems == []
+    assert unread == OrderFilter()
+    assert len(complaints) == 3
 
 
 async def test_the_order_list_shows_the_newest_first_a_page_at_a_time_with_search_and_filters(
