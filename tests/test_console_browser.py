@@ -175,6 +175,14 @@ async def test_a_cancellation_asks_for_its_reason(console: Console, browser: Bro
     target = console.for_review[0]
     try:
         await sign_in(page, console, console.stack.keys.operator, f"/console/orders/{target}")
+        # Enter in the reason field sends nothing (the form's first button is Approve).
+        reason = page.get_by_role("textbox", name="Reason or note")
+        await reason.fill("not sure yet")
+        await reason.press("Enter")
+        await page.wait_for_load_state()
+        await expect(page.locator("#order-status")).to_have_text("pending_review")
+        await reason.fill("")
+        await reason.press("Escape")
         await page.keyboard.press("c")
         dialog = page.get_by_role("dialog", name="Why cancel this order?")
         await expect(dialog).to_be_visible()
