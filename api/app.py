@@ -24,6 +24,7 @@ from api.metrics import ApiMetrics, RequestMetrics
 from api.routes import (
     analytics,
     audit,
+    bulk,
     codec,
     forecast,
     health,
@@ -89,7 +90,9 @@ def create_app(
         settings.auth_failure_limit, settings.auth_failure_window_seconds, settings.auth_block_seconds
     )
     # The guard is outermost: a blocked source is refused before its body is read.
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit, max_bytes=settings.max_body_bytes, larger={"/bulk/orders": settings.bulk_max_body_bytes}
+    )
     app.add_middleware(Guard, blocker=blocker)
     app.add_middleware(codec.CodecCORS, origins=settings.codec_cors_origins)
     # Outermost of all, so every answer is counted, the guard's refusals included.
@@ -99,6 +102,7 @@ def create_app(
     for router in (
         orders.router,
         returns.router,
+        bulk.router,
         inventory.router,
         purchasing.router,
         forecast.suggestions,
