@@ -47,6 +47,8 @@ CONSOLE_RULES: dict[tuple[str, str], set[Role]] = {
     ("GET", "/console/orders"): STAFF,
     ("GET", "/console/orders/{order_id}"): STAFF,
     ("POST", "/console/orders/{order_id}/actions"): {Role.OPERATOR},
+    ("POST", "/console/bulk"): {Role.OPERATOR},
+    ("GET", "/console/bulk/{job_id}"): {Role.OPERATOR},
     ("GET", "/console/inventory"): STAFF,
     ("POST", "/console/inventory/receipts"): {Role.PURCHASING},
 }
@@ -262,7 +264,7 @@ async def test_the_consoles_assets_are_served_without_a_session(console: str) ->
 @pytest.mark.parametrize(("method", "path"), sorted(CONSOLE_RULES), ids=[f"{m} {p}" for m, p in sorted(CONSOLE_RULES)])
 async def test_a_console_route_admits_only_its_roles(method: str, path: str, console: str, keys: Keys) -> None:
     allowed = CONSOLE_RULES[(method, path)] | {Role.ADMIN}
-    url = path.format(order_id=uuid.uuid4())
+    url = path.format(order_id=uuid.uuid4(), job_id=uuid.uuid4())
     async with browser(console) as http:
         anonymous = await http.request(method, url)
         answers = {role: (await http.request(method, url, headers=bearer(keys.of(role)))).status_code for role in Role}
@@ -375,6 +377,32 @@ async def test_purchasing_sees_no_order_actions_and_a_forged_one_is_refused(
     assert 'value="approve"' in operators_page.text and 'value="cancel"' in operators_page.text
     assert without_token.status_code == 403
     assert "security token is missing or out of date" in without_token.text
+
+
+async def test_a_batch_needs_orders_and_a_role_that_may_act_on_them(
+    console: str, keys: Keys, sessionmaker: Sessions
+) -> None:
+    order = await stored_order(sessionmaker, OrderStatus.PENDING_REVIEW)
+    async with signed_in(console, keys.operator) as http:
+        token = csrf_of(await http.get("/console/orders"))
+        nothing = await http.post("/console/bulk", data={"action": "approve", "csrf": token})
+        no_reason = await http.post(
+            "/console/bulk", data={"action": "cancel", "order_id": order.order_id, "csrf": token}
+        )
+        none_match = await http.post(
+            "/console/bulk", data={"action": "approve", "all_matching": "1", "q": "no-such-order", "csrf": token}
+        )
+        unknown_job = await http.get(f"/console/bulk/{uuid.uuid4()}")
+    async with signed_in(console, keys.purchasing) as http:
+        token = csrf_of(await http.get("/console/orders"))
+        forged = await http.post("/console/bulk", data={"action": "approve", "order_id": order.order_id, "csrf": token})
+
+    assert (nothing.status_code, no_reason.status_code, none_match.status_code) == (422, 422, 422)
+    assert "select orders first" in nothing.text
+    assert "give a reason" in no_reason.text
+    assert "matches no order" in none_match.text
+    assert unknown_job.status_code == 404
+    assert forged.status_code == 403
 
 
 # Inventory

@@ -237,6 +237,49 @@ async def test_purchasing_receives_stock_for_a_waiting_order_and_sees_no_approve
         await context.close()
 
 
+async def test_an_operator_selects_three_orders_with_the_keyboard_and_approves_them_as_one_batch(
+    console: Console, browser: Browser, no_script_errors: None
+) -> None:
+    context, page = await console.open(browser)
+    try:
+        await sign_in(
+            page, console, console.stack.keys.operator, f"/console/orders?q={REVIEW_SKU}&status=pending_review"
+        )
+        rows = page.locator("tr[data-row]")
+        waiting = await rows.evaluate_all("rows => rows.map(row => row.dataset.order)")
+        assert len(waiting) >= 3
+        for _ in range(3):
+            await page.keyboard.press("j")
+            await page.keyboard.press("x")
+        await expect(page.locator("input[name=order_id]:checked")).to_have_count(3)
+        await shoot(page, "batch-selected-desktop")
+
+        await page.keyboard.press("a")
+        await expect(page).to_have_url(re.compile(r"/console/bulk/[0-9a-f-]+$"))
+        await expect(page.locator("#job-status")).to_have_text("completed", timeout=WORKFLOW_SECONDS * 1000)
+        outcomes = page.locator("#outcomes tr[data-row]")
+        await expect(outcomes).to_have_count(3)
+        assert sorted(await outcomes.evaluate_all("rows => rows.map(row => row.dataset.order)")) == sorted(waiting[:3])
+        await expect(page.locator("#outcomes .status-done")).to_have_count(3)
+        await expect(page.locator("#job-counts")).to_contain_text("3 orders: 3 done, 0 refused, 0 failed")
+        await shoot(page, "batch-desktop")
+        for order_id in waiting[:3]:
+            order = await console.stack.order(order_id)
+            assert order["review"]["decision"] == "approved", order
+
+        # The same action on an order already cancelled: refused, with the order's reason.
+        await page.goto(console.url(f"/console/orders?q={console.for_review[0]}"))
+        await page.keyboard.press("j")
+        await page.keyboard.press("x")
+        await page.keyboard.press("a")
+        await expect(page.locator("#job-status")).to_have_text("completed", timeout=WORKFLOW_SECONDS * 1000)
+        refused = page.locator("#outcomes tr[data-row]")
+        await expect(refused.locator(".status-refused")).to_have_count(1)
+        await expect(refused).to_contain_text("cancelled")
+    finally:
+        await context.close()
+
+
 PAGES = {
     "sign-in": "/console/login",
     "orders": "/console/orders",
