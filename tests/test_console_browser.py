@@ -26,6 +26,7 @@ from db.engine import create_sessionmaker
 from models.tables import Base
 from tests.browsers import chromium
 from tests.builders import line, order_body
+from tests.polling import NotYet, eventually
 from tests.stack import Stack, running_stack
 
 pytestmark = pytest.mark.system
@@ -88,6 +89,13 @@ async def console(
         for order_id in for_review:
             await stack.wait_for_status(order_id, "pending_review")
         await stack.wait_for_status(waiting, "backordered")
+
+        async def shortage_recorded() -> None:
+            # The replenishment workflow records the shortage after the order is backordered.
+            if waiting not in (await stack.shortages()).get(SHORT_SKU, {}).get("order_ids", []):
+                raise NotYet(f"no open shortage of {SHORT_SKU} for {waiting} yet")
+
+        await eventually(shortage_recorded, timeout=WORKFLOW_SECONDS)
         yield Console(stack, for_review, waiting)
 
 
@@ -214,6 +222,12 @@ async def test_purchasing_receives_stock_for_a_waiting_order_and_sees_no_approve
         await receive.get_by_role("button", name="Receive").click()
         await expect(page.get_by_role("status")).to_have_text(f"5 units of {SHORT_SKU} received at AMS")
         await console.stack.wait_for_status(console.waiting, "delivered", timeout=WORKFLOW_SECONDS)
+
+        async def shortage_resolved() -> None:
+            if SHORT_SKU in await console.stack.shortages():
+                raise NotYet(f"the shortage of {SHORT_SKU} is still open")
+
+        await eventually(shortage_resolved, timeout=WORKFLOW_SECONDS)
         await page.reload()
         await expect(page.locator("#shortages")).to_contain_text("No order is waiting for stock.")
 
