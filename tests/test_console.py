@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from http.cookies import SimpleCookie
 
 import httpx
@@ -25,8 +26,10 @@ from api.app import create_app
 from console.orders import order_filter
 from console.session import COOKIE, SESSION_SECONDS, csrf_token, session_cookie
 from db.engine import create_sessionmaker
+from db.returns import create_return
 from db.stock import set_on_hand, stock_level
 from models.order import OrderFilter, OrderStatus
+from models.returns import Refund, ReturnLine, ReturnReason, ReturnState, ReturnStatus
 from security.api_keys import Role, new_key, revoke_key, split_key
 from settings import Settings
 from tests.keys import Keys, bearer
@@ -356,6 +359,38 @@ async def test_an_order_page_shows_the_order_and_links_its_workflow_in_the_tempo
     assert 'name="action"' not in page.text
     assert unknown.status_code == 404
     assert "not found" in unknown.text
+
+
+async def test_an_order_page_shows_its_returns_with_their_refunds(
+    console: str, keys: Keys, sessionmaker: Sessions
+) -> None:
+    order = await stored_order(sessionmaker, OrderStatus.DELIVERED)
+    now = datetime.now(UTC)
+    refunded = ReturnState(
+        return_id=str(uuid.uuid4()),
+        workflow_id="return-1",
+        order_id=order.order_id,
+        customer_id="C-1",
+        status=ReturnStatus.REFUNDED,
+        resolution="refund",
+        lines=[
+            ReturnLine(line_no=2, sku="BOLT-7", quantity=2, reason=ReturnReason.DAMAGED, unit_price=Decimal("5.00"))
+        ],
+        value=Decimal("10.00"),
+        currency="EUR",
+        refund=Refund(refund_id="RF-1", amount=Decimal("12.10"), currency="EUR", credit_note="CN-77"),
+        created_at=now,
+        updated_at=now,
+    )
+    async with sessionmaker.begin() as session:
+        await create_return(session, refunded)
+    async with signed_in(console, keys.operator) as http:
+        page = await http.get(f"/console/orders/{order.order_id}")
+
+    assert page.status_code == 200
+    returns = page.text[page.text.index('id="returns"') :]
+    for shown in (refunded.return_id, "refunded", "10.00 EUR", "12.10 EUR, credit note CN-77"):
+        assert shown in returns, shown
 
 
 async def test_purchasing_sees_no_order_actions_and_a_forged_one_is_refused(
