@@ -451,21 +451,23 @@ async def test_a_batch_needs_orders_and_a_role_that_may_act_on_them(
 async def test_inventory_shows_stock_per_warehouse_low_stock_and_to_purchasing_the_receipt_form(
     console: str, keys: Keys, sessionmaker: Sessions
 ) -> None:
+    # A SKU of its own: receiving stock signals the SKU's replenishment workflow, on a server other modules share.
+    chair = f"CHAIR-{uuid.uuid4().hex[:8].upper()}"
     async with sessionmaker.begin() as session:
         await set_on_hand(session, "MUG-001", "WH-EAST", 40)
         await set_on_hand(session, "MUG-001", "WH-WEST", 2)
-        await set_on_hand(session, "CHAIR-006", "WH-EAST", 2)
+        await set_on_hand(session, chair, "WH-EAST", 2)
     async with signed_in(console, keys.operator) as http:
         operators = await http.get("/console/inventory")
         refused = await http.post(
             "/console/inventory/receipts",
-            data={"sku": "CHAIR-006", "warehouse": "WH-EAST", "quantity": "5", "csrf": csrf_of(operators)},
+            data={"sku": chair, "warehouse": "WH-EAST", "quantity": "5", "csrf": csrf_of(operators)},
         )
     async with signed_in(console, keys.purchasing) as http:
         purchasings = await http.get("/console/inventory")
         received = await http.post(
             "/console/inventory/receipts",
-            data={"sku": "CHAIR-006", "warehouse": "WH-EAST", "quantity": "5", "csrf": csrf_of(purchasings)},
+            data={"sku": chair, "warehouse": "WH-EAST", "quantity": "5", "csrf": csrf_of(purchasings)},
             follow_redirects=True,
         )
         unknown = await http.post(
@@ -474,14 +476,14 @@ async def test_inventory_shows_stock_per_warehouse_low_stock_and_to_purchasing_t
         )
 
     assert re.search(r'data-sku="MUG-001" data-warehouse="WH-WEST">\s*<td>MUG-001</td><td>WH-WEST</td>', operators.text)
-    assert re.search(r'id="low-stock"><span class="low">CHAIR-006</span> \(2\)</p>', operators.text)
+    assert re.search(rf'id="low-stock"><span class="low">{chair}</span> \(2\)</p>', operators.text)
     assert 'id="receive"' not in operators.text and 'id="shortages"' not in operators.text
     assert refused.status_code == 403
     assert 'id="receive"' in purchasings.text and 'id="shortages"' in purchasings.text
     assert received.status_code == 200
-    assert "5 units of CHAIR-006 received at WH-EAST" in received.text
+    assert f"5 units of {chair} received at WH-EAST" in received.text
     assert 'id="low-stock">None.' in received.text
     async with sessionmaker() as session:
-        level = await stock_level(session, "CHAIR-006")
+        level = await stock_level(session, chair)
     assert level is not None and level.on_hand == 7
     assert unknown.status_code == 409 and "unknown SKU NO-SUCH" in unknown.text

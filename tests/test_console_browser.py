@@ -38,7 +38,8 @@ SCREENSHOTS = os.environ.get("CONSOLE_SCREENSHOTS") == "1"
 # Above the review threshold (10,000.00): each waits for an operator.
 FOR_REVIEW = [line("LAMP-004", 10, "1200.00")]
 REVIEW_SKU = "LAMP-004"
-SHORT_SKU = "CHAIR-006"
+# Of its own: the SKU's replenishment workflow is keyed by the SKU on a dev server other modules share.
+SHORT_SKU = f"CHAIR-{uuid.uuid4().hex[:8].upper()}"
 WORKFLOW_SECONDS = 60
 # Where an approved order goes on to (a woken backorder from the second on).
 PAST_REVIEW = ("allocating", "fulfilling", "shipped", "delivered")
