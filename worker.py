@@ -33,6 +33,7 @@ from activities.http import create_http_client
 from activities.inventory import InventoryActivities
 from activities.orders import OrderRecordActivities
 from activities.purchasing import PurchasingActivities
+from activities.refunds import RefundActivities
 from activities.returns import ReturnActivities
 from activities.review import ReviewActivities
 from db.engine import create_engine, create_sessionmaker
@@ -46,6 +47,7 @@ from webhook_dispatcher import WebhookDispatcher
 from workflows.backup import BackupWorkflow
 from workflows.forecast import DemandForecastWorkflow, PurchaseRequestWorkflow
 from workflows.order import OrderWorkflow
+from workflows.refunds import RefundWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
 from workflows.returns import ReturnWorkflow
 
@@ -73,7 +75,8 @@ def build_worker(
     customers = CustomerActivities(http, settings)
     purchasing = PurchasingActivities(sessionmaker, http, client, settings)
     backups = BackupActivities(settings)
-    returns = ReturnActivities(sessionmaker, http, client, settings)
+    returns = ReturnActivities(sessionmaker, http, client, settings, keyring)
+    refunds = RefundActivities(sessionmaker, http, settings)
     forecasts = ForecastActivities(sessionmaker, http, settings)
     return Worker(
         client,
@@ -82,6 +85,7 @@ def build_worker(
             OrderWorkflow,
             ReplenishmentWorkflow,
             ReturnWorkflow,
+            RefundWorkflow,
             BackupWorkflow,
             DemandForecastWorkflow,
             PurchaseRequestWorkflow,
@@ -114,6 +118,9 @@ def build_worker(
             returns.void_return_label,
             returns.receive_return_goods,
             returns.refund_return,
+            returns.place_replacement,
+            refunds.refund_order,
+            refunds.flag_refund,
             # The backup-periodic schedule's runs (backup/schedule.py).
             backups.take_backup,
             # The demand-forecast schedule's runs, and purchase requests of accepted suggestions.

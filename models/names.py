@@ -9,6 +9,7 @@ TASK_QUEUE = "orders"
 ORDER_WORKFLOW = "OrderWorkflow"
 REPLENISHMENT_WORKFLOW = "ReplenishmentWorkflow"
 RETURN_WORKFLOW = "ReturnWorkflow"
+REFUND_WORKFLOW = "RefundWorkflow"
 
 # Signals, updates and queries of the order workflow.
 QUERY_STATUS = "status"
@@ -82,3 +83,10 @@ RETURN_WORKFLOW_ID_PREFIX = "return-"
 
 def return_workflow_id(return_id: str) -> str:
     return f"{RETURN_WORKFLOW_ID_PREFIX}{return_id}"
+
+
+REFUND_WORKFLOW_ID_PREFIX = "refund-"
+
+
+def refund_workflow_id(refund_id: str) -> str:
+    return f"{REFUND_WORKFLOW_ID_PREFIX}{refund_id}"
