@@ -1,5 +1,6 @@
 """The refund cap in PostgreSQL: refunds claimed at once against one invoice never pass it together,
-a failed refund frees its share, and each status change writes its webhook event with it."""
+a failed refund frees its share; and each status change of a refund or a return writes its webhook
+event in the same transaction."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import refunds as records
+from db.returns import create_return, record_state
 from db.webhooks import create_subscription
 from domain.refunds import RefundExceedsInvoice
 from models.refunds import RefundRecord, RefundStatus
+from models.returns import ReturnEvent, ReturnLine, ReturnReason, ReturnState, ReturnStatus
 from models.tables import OrderRow, WebhookOutboxRow
 from tests.conftest import TEST_KEYRING
 
@@ -128,3 +131,53 @@ async def test_each_status_change_of_a_refund_writes_its_event_in_the_same_trans
         ("refund", record.refund_id, "refund.refunded", 2),
     ]
     assert rows[-1].payload["credit_note"] == "CN-7" and rows[-1].payload["amount"] == "25.00"
+
+
+async def test_a_return_writes_an_event_per_status_change_and_none_for_a_report_without_one(
+    sessionmaker: Sessions,
+) -> None:
+    async with sessionmaker.begin() as session:
+        await create_subscription(session, TEST_KEYRING, "https://hooks.example.com/returns", ["return.received"])
+        await create_subscription(session, TEST_KEYRING, "https://hooks.example.com/all", [])
+    order_id = await invoiced_order(sessionmaker)
+    now = datetime.now(UTC)
+    state = ReturnState(
+        return_id=str(uuid.uuid4()),
+        workflow_id="return-x",
+        order_id=order_id,
+        customer_id="C-1",
+        status=ReturnStatus.REQUESTED,
+        resolution="refund",
+        lines=[ReturnLine(line_no=1, sku="MUG-1", quantity=1, reason=ReturnReason.DAMAGED, unit_price=Decimal("5"))],
+        value=Decimal("5.00"),
+        currency="EUR",
+        created_at=now,
+        updated_at=now,
+    )
+    async with sessionmaker.begin() as session:
+        await create_return(session, state)
+    reports = [
+        (ReturnStatus.REQUESTED, "return requested"),
+        (ReturnStatus.APPROVED, "approved by the rules"),
+        (ReturnStatus.APPROVED, "carrier: delivered"),
+        (ReturnStatus.RECEIVED, "receipt 1 at AMS"),
+    ]
+    for seq, (status, event) in enumerate(reports, start=1):
+        state.status = status
+        state.timeline.append(ReturnEvent(seq=seq, at=now, status=status, actor="system", event=event))
+        async with sessionmaker.begin() as session:
+            await record_state(session, state.model_copy(deep=True), seq)
+            # A report written again (a retried write) adds nothing.
+            await record_state(session, state.model_copy(deep=True), seq)
+
+    async with sessionmaker() as session:
+        rows = list(await session.scalars(select(WebhookOutboxRow).order_by(WebhookOutboxRow.id)))
+    sent = [(row.subscription_id, row.kind, row.payload["type"], row.seq) for row in rows]
+    assert [(kind, name, seq) for _, kind, name, seq in sent] == [
+        ("return", "return.requested", 1),
+        ("return", "return.approved", 2),
+        ("return", "return.received", 4),
+        ("return", "return.received", 4),
+    ]
+    assert {row.subject_id for row in rows} == {state.return_id}
+    assert rows[-1].payload["order_id"] == order_id and rows[-1].payload["event"] == "receipt 1 at AMS"
