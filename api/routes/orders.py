@@ -184,6 +184,6 @@ async def refund_order(
     The refund's own workflow moves the money through finance with a credit note; follow it on the order.
     """
     accepted = await refunds.request(order_id, body, idempotency_key, owner="", actor=caller.role.value)
-    set_audit_target(request, order_id=order_id)
+    set_audit_target(request, order_id=order_id, refund_id=accepted.refund_id)
     response.headers["Location"] = f"/orders/{order_id}"
     return accepted
