@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import pytest
 from temporalio import activity
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -21,6 +21,7 @@ from domain import refunds as refund_rules
 from models import names
 from models.refunds import OrderRefundInput, RefundFlag, RefundOutcome, RefundStatus
 from models.returns import InvoiceShare, Refund, RefundLine
+from tests.polling import NotYet, eventually
 from workflows.refunds import RETRY_FLAGGED_REFUND_AFTER, RefundWorkflow
 
 
@@ -162,3 +163,23 @@ def test_a_refund_of_lines_pays_their_share_and_refuses_units_already_refunded()
         refund_rules.line_refund(ordered, {"MUG-1": 1}, [("MUG-1", 2)], INVOICE)
     with pytest.raises(refund_rules.RefundRefused, match="line LAMP-9: the order has no such SKU"):
         refund_rules.line_refund(ordered, {}, [("LAMP-9", 1)], INVOICE)
+
+
+async def test_a_refund_workflow_cancelled_from_outside_flags_the_refund_for_an_operator(
+    finance: FakeFinance, time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    finance.outages = 1_000
+    handle = await start(time_skipping_env, task_queue)
+
+    async def asked() -> None:
+        if not finance.keys:
+            raise NotYet("finance not asked yet")
+
+    await eventually(asked, timeout=10, interval=0.02)
+
+    await handle.cancel()
+
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    assert finance.flags[-1] == "refund workflow cancelled: check with finance whether it was paid"
+    assert finance.refunds == {}

@@ -10,10 +10,11 @@ flags the refund for an operator and the run tries again later, with the same ke
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.refunds import RefundActivities
@@ -32,6 +33,15 @@ class RefundWorkflow:
     async def run(self, request: OrderRefundInput) -> RefundOutcome:
         what = f"{request.amount} {request.currency} of order {request.order_id}"
         workflow.set_current_details(f"**requested**: refund of {what}")
+        try:
+            return await self._refund(request, what)
+        except asyncio.CancelledError:
+            # Cancelled from outside (the Temporal UI): whether finance paid is not known, so an operator looks.
+            problem = "refund workflow cancelled: check with finance whether it was paid"
+            await asyncio.shield(asyncio.ensure_future(self._flag(request.refund_id, problem)))
+            raise
+
+    async def _refund(self, request: OrderRefundInput, what: str) -> RefundOutcome:
         while True:
             try:
                 refund = await workflow.execute_activity_method(
@@ -41,18 +51,21 @@ class RefundWorkflow:
                     **REFUND_STEP,
                 )
             except ActivityError as error:
+                if is_cancelled_exception(error):
+                    # The workflow itself was cancelled, and the step with it.
+                    raise asyncio.CancelledError() from error
                 cause = error.cause
                 problem = str(cause or error)
                 if isinstance(cause, ApplicationError) and cause.non_retryable:
+                    # Finance refused: no money moved, and the refund's row says failed (its share is free).
                     workflow.set_current_details(f"**failed**: {problem}")
                     return RefundOutcome(refund_id=request.refund_id, status=RefundStatus.FAILED, problem=problem)
                 await self._flag(request.refund_id, f"refund keeps failing, tried again later: {problem}")
                 await workflow.sleep(RETRY_FLAGGED_REFUND_AFTER, summary="Ask finance again")
                 continue
-            break
-        # Writing the refund as refunded lifted any flag.
-        workflow.set_current_details(f"**refunded**: {what}, credit note {refund.credit_note}")
-        return RefundOutcome(refund_id=request.refund_id, status=RefundStatus.REFUNDED, refund=refund)
+            # Writing the refund as refunded lifted any flag.
+            workflow.set_current_details(f"**refunded**: {what}, credit note {refund.credit_note}")
+            return RefundOutcome(refund_id=request.refund_id, status=RefundStatus.REFUNDED, refund=refund)
 
     async def _flag(self, refund_id: str, problem: str) -> None:
         workflow.set_current_details(f"**requested**: {problem}")
