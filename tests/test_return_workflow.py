@@ -323,6 +323,27 @@ async def test_a_return_workflow_cancelled_from_outside_voids_its_label_and_reco
     assert returns.fakes.recorded[-1] == "cancelled"
 
 
+async def test_a_return_workflow_cancelled_from_outside_while_refunding_stops_and_asks_for_a_refund_by_hand(
+    returns: Returns,
+) -> None:
+    returns.fakes.refund_outages = 1_000
+    handle = await returns.start()
+    await returns.until(handle, ReturnStatus.LABEL_ISSUED)
+    await returns.receive(handle, ("MUG-1", 2, RESELLABLE), ("TEE-2", 1, RESELLABLE))
+    for _ in range(500):
+        if returns.fakes.calls["refund_return"]:
+            break
+        await asyncio.sleep(0.02)
+
+    await handle.cancel()
+
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    state = await handle.query(ReturnWorkflow.status)
+    assert state.needs_attention == "return workflow cancelled after the goods were received: refund by hand"
+    assert state.refund is None and returns.fakes.restocked == {"MUG-1": 2, "TEE-2": 1}
+
+
 async def test_a_cancel_after_goods_were_received_is_refused(returns: Returns) -> None:
     handle = await returns.start()
     await returns.until(handle, ReturnStatus.LABEL_ISSUED)

@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.returns import ReturnActivities
@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
 
 # Patches of this workflow, for runs started before the change (see tests/test_replay.py).
 EXCHANGE_WITH_REPLACEMENT = "exchange-with-replacement"
+STOP_REFUND_WHEN_CANCELLED = "stop-refund-when-cancelled"
 
 # A refund is tried this often (backing off up to a minute) before an operator is asked to look.
 REFUND_STEP: StepOptions = {
@@ -320,6 +321,9 @@ class ReturnWorkflow:
                 )
                 break
             except ActivityError as error:
+                if is_cancelled_exception(error) and workflow.patched(STOP_REFUND_WHEN_CANCELLED):
+                    # The workflow itself was cancelled (the Temporal UI), not the refund refused: stop.
+                    raise asyncio.CancelledError() from error
                 cause = error.cause
                 if isinstance(cause, ApplicationError) and cause.non_retryable:
                     number += 1

@@ -9,13 +9,14 @@ paths, to returns/<generation>/ beside this file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from temporalio import activity
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -122,6 +123,21 @@ async def refund_refused_then_retried(returns: Returns) -> Handle:
     return handle
 
 
+async def cancelled_while_refunding(returns: Returns) -> Handle:
+    returns.fakes.refund_outages = 1_000
+    handle = await returns.start()
+    await returns.until(handle, ReturnStatus.LABEL_ISSUED)
+    await returns.receive(handle, ("MUG-1", 2, RESELLABLE), ("TEE-2", 1, RESELLABLE))
+    for _ in range(500):
+        if returns.fakes.calls["refund_return"]:
+            break
+        await asyncio.sleep(0.02)
+    await handle.cancel()
+    with contextlib.suppress(WorkflowFailureError):
+        await handle.result()
+    return handle
+
+
 async def exchanged(returns: Returns) -> Handle:
     request = return_input()
     request.resolution = "exchange"
@@ -167,6 +183,7 @@ SCENARIOS: dict[str, Scenario] = {
     "return_expired": expired,
     "return_refund_refused_then_retried": refund_refused_then_retried,
     "return_exchanged": exchanged,
+    "return_cancelled_while_refunding": cancelled_while_refunding,
 }
 
 
