@@ -169,6 +169,18 @@ class Returns:
             await asyncio.sleep(0.02)
         raise AssertionError(f"return never reached {status}")
 
+    async def refunding(self) -> Handle:
+        """A return whose goods are all in and whose refund finance keeps failing, being tried now."""
+        self.fakes.refund_outages = 1_000
+        handle = await self.start()
+        await self.until(handle, ReturnStatus.LABEL_ISSUED)
+        await self.receive(handle, ("MUG-1", 2, Condition.RESELLABLE), ("TEE-2", 1, Condition.RESELLABLE))
+        for _ in range(500):
+            if self.fakes.calls["refund_return"]:
+                break
+            await asyncio.sleep(0.02)
+        return handle
+
     async def receive(self, handle: Handle, *lines: tuple[str, int, Condition], warehouse: str = "AMS") -> ReturnState:
         command = ReceiveCommand(
             warehouse=warehouse,
@@ -326,14 +338,7 @@ async def test_a_return_workflow_cancelled_from_outside_voids_its_label_and_reco
 async def test_a_return_workflow_cancelled_from_outside_while_refunding_stops_and_asks_for_a_refund_by_hand(
     returns: Returns,
 ) -> None:
-    returns.fakes.refund_outages = 1_000
-    handle = await returns.start()
-    await returns.until(handle, ReturnStatus.LABEL_ISSUED)
-    await returns.receive(handle, ("MUG-1", 2, RESELLABLE), ("TEE-2", 1, RESELLABLE))
-    for _ in range(500):
-        if returns.fakes.calls["refund_return"]:
-            break
-        await asyncio.sleep(0.02)
+    handle = await returns.refunding()
 
     await handle.cancel()
 

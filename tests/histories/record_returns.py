@@ -124,14 +124,7 @@ async def refund_refused_then_retried(returns: Returns) -> Handle:
 
 
 async def cancelled_while_refunding(returns: Returns) -> Handle:
-    returns.fakes.refund_outages = 1_000
-    handle = await returns.start()
-    await returns.until(handle, ReturnStatus.LABEL_ISSUED)
-    await returns.receive(handle, ("MUG-1", 2, RESELLABLE), ("TEE-2", 1, RESELLABLE))
-    for _ in range(500):
-        if returns.fakes.calls["refund_return"]:
-            break
-        await asyncio.sleep(0.02)
+    handle = await returns.refunding()
     await handle.cancel()
     with contextlib.suppress(WorkflowFailureError):
         await handle.result()
