@@ -31,13 +31,15 @@ from db.orders import get_order
 from db.returns import lock_order
 from domain import refunds as refund_rules
 from models import names
-from models.order import OrderState
+from models.order import OrderState, OrderStatus
 from models.refunds import OrderRefundInput, OrderRefundRequest, RefundAccepted, RefundRecord, RefundStatus
 from models.returns import InvoiceShare
 from security.keyring import Keyring
 from settings import Settings
 
 log = structlog.get_logger(__name__)
+
+REFUNDABLE = frozenset({OrderStatus.SHIPPED, OrderStatus.DELIVERED})
 
 
 def _hash(order_id: str, request: OrderRefundRequest) -> str:
@@ -101,8 +103,9 @@ class RefundClient:
         self, session: AsyncSession, order: OrderState, refund_id: str, request: OrderRefundRequest, actor: str
     ) -> RefundRecord:
         invoice = order.invoice
-        if invoice is None or invoice.status != "issued":
-            raise ActionRefused(f"order is {order.status.value} and has no invoice to refund from")
+        # Once the goods have left the invoice stands for good: before, a cancellation would void it.
+        if order.status not in REFUNDABLE or invoice is None or invoice.status != "issued":
+            raise ActionRefused(f"order is {order.status.value}: only a shipped or delivered order can be refunded")
         share = InvoiceShare(
             invoice_id=invoice.invoice_id,
             subtotal=invoice.subtotal,

@@ -12,8 +12,10 @@ import httpx
 from temporalio.client import WorkflowExecutionStatus
 
 from models.names import refund_workflow_id
+from tests import builders
+from tests.builders import line
 from tests.stack import NotYet, Stack, eventually
-from tests.test_returns_api import delivered_order
+from tests.test_returns_api import delivered_order, new_sku
 
 
 async def refund(stack: Stack, order_id: str, body: dict[str, Any], key: str) -> httpx.Response:
@@ -69,6 +71,15 @@ async def test_a_refund_without_a_return_is_paid_by_finance_with_a_credit_note_a
     assert ledger[0]["invoice_id"] == invoice["invoice_id"] and ledger[0].get("return_id") is None
     handle = stack.temporal.get_workflow_handle(refund_workflow_id(refund_id))
     assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+
+    # An order whose goods have not left (its invoice could still be voided) is not refunded.
+    scarce = new_sku("NONE")
+    await stack.count_stock(scarce, 0)
+    waiting = await stack.place_order(builders.order_body(lines=[line(scarce, 1, "9.00")]))
+    await stack.wait_for_status(waiting, "backordered")
+    early = await refund(stack, waiting, {"amount": "1.00", "reason": "goodwill"}, "early-1")
+    assert early.status_code == 409
+    assert early.json()["detail"] == "order is backordered: only a shipped or delivered order can be refunded"
 
     # The mugs left to refund are two: a third one is refused, naming the line.
     beyond = await refund(stack, order_id, {"lines": [{"sku": mug, "quantity": 3}], "reason": "claim"}, "claim-2")
