@@ -1,4 +1,4 @@
-"""Order events to webhook subscribers: the worker's dispatcher of the outbox (db/webhooks.py).
+"""Order, return and refund events to webhook subscribers: the worker's dispatcher of the outbox (db/webhooks.py).
 
 It runs inside the worker process, beside the Temporal worker. Every poll it claims a batch of
 due outbox rows (several workers share them, none sends a row another has claimed), sends each

@@ -34,6 +34,7 @@ from activities.http import create_http_client
 from activities.inventory import InventoryActivities
 from activities.orders import OrderRecordActivities
 from activities.purchasing import PurchasingActivities
+from activities.refunds import RefundActivities
 from activities.returns import ReturnActivities
 from activities.review import ReviewActivities
 from api.order_client import OrderClient
@@ -49,6 +50,7 @@ from workflows.backup import BackupWorkflow
 from workflows.bulk import BulkJobWorkflow
 from workflows.forecast import DemandForecastWorkflow, PurchaseRequestWorkflow
 from workflows.order import OrderWorkflow
+from workflows.refunds import RefundWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
 from workflows.returns import ReturnWorkflow
 
@@ -76,7 +78,8 @@ def build_worker(
     customers = CustomerActivities(http, settings)
     purchasing = PurchasingActivities(sessionmaker, http, client, settings)
     backups = BackupActivities(settings)
-    returns = ReturnActivities(sessionmaker, http, client, settings)
+    returns = ReturnActivities(sessionmaker, http, client, settings, keyring)
+    refunds = RefundActivities(sessionmaker, http, settings)
     forecasts = ForecastActivities(sessionmaker, http, settings)
     # Bulk jobs touch orders through the one order client the API uses.
     bulk = BulkActivities(OrderClient(client, sessionmaker, settings, keyring))
@@ -88,6 +91,7 @@ def build_worker(
             ReplenishmentWorkflow,
             ReturnWorkflow,
             BulkJobWorkflow,
+            RefundWorkflow,
             BackupWorkflow,
             DemandForecastWorkflow,
             PurchaseRequestWorkflow,
@@ -122,6 +126,9 @@ def build_worker(
             returns.refund_return,
             bulk.act_on_order,
             bulk.place_order,
+            returns.place_replacement,
+            refunds.refund_order,
+            refunds.flag_refund,
             # The backup-periodic schedule's runs (backup/schedule.py).
             backups.take_backup,
             # The demand-forecast schedule's runs, and purchase requests of accepted suggestions.

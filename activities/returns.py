@@ -1,11 +1,14 @@
 """The steps of a return: its record, the carrier's return label, the goods received, the refund.
 
 Outside calls go through activities/http.py with keys derived from the return and the step
-(`<return_id>:carrier:label`, `<return_id>:refund:<n>`), so a retry never applies an effect twice.
+(`<return_id>:carrier:label`, `<return_id>:refund:<n>`), so a retry never applies an effect twice;
+an exchange's replacement order is placed through the API's order path under the key
+`<return_id>:exchange`, so it is placed once.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import httpx
@@ -15,9 +18,17 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from activities.http import call_provider, idempotency_key
+from activities.refunds import REFUND_REFUSED, finance_body, refund_through_finance
+from api.order_client import OrderClient
+from db import refunds as refund_records
 from db import returns as return_records
+from db.orders import get_order
 from db.stock import UnknownSku
+from domain.refunds import RefundExceedsInvoice
+from models import names
+from models.order import OrderLine, OrderRequest, ReplacementOf
 from models.purchasing import StockReceived
+from models.refunds import RefundRecord, RefundStatus
 from models.returns import (
     Label,
     LabelInput,
@@ -25,14 +36,16 @@ from models.returns import (
     RecordReturnInput,
     Refund,
     RefundInput,
+    ReplacementInput,
     VoidLabelInput,
 )
+from security.keyring import Keyring
 from settings import Settings
 from temporal_client import signal_replenishment
 
 LABEL_REFUSED = "ReturnLabelRefused"
-REFUND_REFUSED = "RefundRefused"
 RECEIPT_REFUSED = "ReceiptRefused"
+REPLACEMENT_REFUSED = "ReplacementRefused"
 
 
 class ReturnActivities:
@@ -42,11 +55,14 @@ class ReturnActivities:
         http: httpx.AsyncClient,
         client: Client,
         settings: Settings,
+        keyring: Keyring,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._http = http
         self._client = client
         self._settings = settings
+        # Reads the original order's customer and address for an exchange's replacement.
+        self._keyring = keyring
 
     @activity.defn
     async def record_return(self, request: RecordReturnInput) -> None:
@@ -117,26 +133,72 @@ class ReturnActivities:
 
     @activity.defn
     async def refund_return(self, request: RefundInput) -> Refund:
-        """Refund the received units with a credit note; finance refuses more than was invoiced (non-retryable)."""
-        answer = await call_provider(
+        """Claim the refund against the order's invoice, then refund the received units with a credit note.
+
+        The claim is refused (non-retryable) when the order's refunds would pass what was invoiced;
+        finance refuses the same (non-retryable). Either way the return is flagged for an operator.
+        """
+        refund_id = idempotency_key(request.return_id, "refund", str(request.attempt))
+        try:
+            async with self._sessionmaker.begin() as session:
+                invoice = await refund_records.locked_invoice(session, request.order_id)
+                claimed = await refund_records.claim(
+                    session,
+                    RefundRecord(
+                        refund_id=refund_id,
+                        order_id=request.order_id,
+                        return_id=request.return_id,
+                        status=RefundStatus.REQUESTED,
+                        amount=request.amount,
+                        currency=request.currency,
+                        lines=request.lines,
+                        reason="returned goods",
+                        created_at=datetime.now(UTC),
+                        updated_at=datetime.now(UTC),
+                    ),
+                    # An order not on record (or not invoiced) leaves the cap to finance.
+                    invoiced=invoice.total if invoice is not None else request.amount,
+                    workflow_id=names.return_workflow_id(request.return_id),
+                    requested_by="return",
+                )
+        except RefundExceedsInvoice as refusal:
+            raise ApplicationError(str(refusal), type=REFUND_REFUSED, non_retryable=True) from refusal
+        if claimed.status == RefundStatus.FAILED:
+            raise ApplicationError(claimed.needs_attention or "refund failed", type=REFUND_REFUSED, non_retryable=True)
+        return await refund_through_finance(
+            self._sessionmaker,
             self._http,
-            "POST",
-            f"{self._settings.finance_url}/refunds",
-            idempotency_key=idempotency_key(request.return_id, "refund", str(request.attempt)),
-            json={
-                "order_id": request.order_id,
-                "invoice_id": request.invoice_id,
-                "return_id": request.return_id,
-                "lines": [line.model_dump(mode="json") for line in request.lines],
-                "amount": str(request.amount),
-                "currency": request.currency,
-            },
-            refusal=REFUND_REFUSED,
+            self._settings,
+            refund_id=refund_id,
+            key=refund_id,
+            body=finance_body(
+                request.order_id, request.invoice_id, request.amount, request.currency, request.lines, request.return_id
+            ),
         )
-        return Refund(
-            refund_id=answer["refund_id"],
-            amount=Decimal(answer["amount"]),
-            currency=answer["currency"],
-            credit_note=answer["credit_note"],
-            status=answer.get("status", "issued"),
+
+    @activity.defn
+    async def place_replacement(self, request: ReplacementInput) -> str:
+        """Place an exchange's replacement order through the order path, once per return; its order id.
+
+        The customer, address, currency and backorder policy are the original order's; every unit is
+        at no charge, and the order skips review.
+        """
+        async with self._sessionmaker.begin() as session:
+            original = await get_order(session, request.order_id, self._keyring)
+        if original is None:
+            raise ApplicationError(f"order {request.order_id} is not on record", type=REPLACEMENT_REFUSED)
+        order = OrderRequest(
+            customer=original.customer,
+            shipping_address=original.shipping_address,
+            lines=[OrderLine(sku=sku, quantity=units, unit_price=Decimal("0.00")) for sku, units in request.items],
+            currency=original.currency,
+            backorder_policy=original.backorder_policy,
         )
+        placer = OrderClient(self._client, self._sessionmaker, self._settings, self._keyring)
+        accepted = await placer.place(
+            order,
+            idempotency_key(request.return_id, "exchange"),
+            client_id=original.client_id,
+            replacement_for=ReplacementOf(order_id=request.order_id, return_id=request.return_id),
+        )
+        return accepted.order_id

@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.route_templates import RouteTemplates
 from db.metrics import ServiceState
 from models.order import OrderStatus
+from models.refunds import RefundStatus
 from models.returns import ReturnStatus
 
 UNMATCHED = "unmatched"
@@ -93,6 +94,17 @@ def state_metrics(state: ServiceState) -> Iterator[Metric]:
         "oms_returns_needing_attention",
         "Returns flagged for an operator, e.g. a refund that keeps failing.",
         state.returns_needing_attention,
+    )
+    refunds = GaugeMetricFamily(
+        "oms_refunds", "Refunds by status (a return's and those without a return), as recorded.", labels=["status"]
+    )
+    for status, count in sorted(({status.value: 0 for status in RefundStatus} | state.refunds_by_status).items()):
+        refunds.add_metric([status], count)
+    yield refunds
+    yield GaugeMetricFamily(
+        "oms_refunds_needing_attention",
+        "Refunds flagged for an operator: finance keeps failing them.",
+        state.refunds_needing_attention,
     )
     yield GaugeMetricFamily(
         "oms_open_shortages", "Open shortages: orders waiting for stock, one per order and SKU.", state.open_shortages

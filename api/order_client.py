@@ -69,6 +69,7 @@ from models.order import (
     OrderRequest,
     OrderState,
     OrderStatus,
+    ReplacementOf,
     ReviewCommand,
     TrackingEvent,
 )
@@ -129,11 +130,17 @@ class OrderClient:
         self._timeout = timedelta(seconds=settings.api_workflow_timeout_seconds)
 
     async def place(
-        self, request: OrderRequest, idempotency_key: str | None = None, *, client_id: str | None = None
+        self,
+        request: OrderRequest,
+        idempotency_key: str | None = None,
+        *,
+        client_id: str | None = None,
+        replacement_for: ReplacementOf | None = None,
     ) -> OrderAccepted:
         """Start the order's workflow, once per order id; a repeated Idempotency-Key of the same caller gets the first.
 
         `client_id` is the API client placing the order (None for staff); its keys are its own.
+        `replacement_for` is set by a return's exchange only: the replacement skips review.
         """
         order_id = str(uuid.uuid4())
         repeated = False
@@ -151,6 +158,7 @@ class OrderClient:
             review_timeout=self._settings.review_timeout,
             backorder_timeout=self._settings.backorder_timeout,
             delivery_timeout=self._settings.delivery_timeout,
+            replacement_for=replacement_for,
         )
         try:
             # Concurrent starts of one id join the running workflow; a closed one is never run again.

@@ -34,11 +34,14 @@ from api.errors import (
     OrderUnavailable,
     temporal_unavailable,
 )
+from db import refunds as refund_records
 from db import returns as records
 from db.orders import get_order
+from domain import refunds as refund_rules
 from domain import returns as return_rules
 from models import names
 from models.order import OrderState, OrderStatus, TrackingEvent
+from models.refunds import RefundStatus
 from models.returns import (
     InvoiceShare,
     ReturnAccepted,
@@ -49,7 +52,7 @@ from models.returns import (
     ReturnStatus,
     ReturnTrackingEvent,
 )
-from models.views import OrderView, ReturnRefView
+from models.views import OrderView, RefundView, ReturnRefView
 from security.keyring import Keyring
 from settings import Settings
 
@@ -318,18 +321,36 @@ async def track_return(
 
 
 async def with_returns(view: OrderView, sessionmaker: async_sessionmaker[AsyncSession]) -> OrderView:
-    """The order's view with its returns, and per line the units delivered and received back."""
+    """The order's view with its returns and refunds, and per line the units delivered, received back and refunded."""
     async with sessionmaker.begin() as session:
         returns = await records.returns_of_order(session, view.order_id)
         received = await records.received_units(session, view.order_id)
+        refunds = await refund_records.refunds_of_order(session, view.order_id)
     delivered = view.status == OrderStatus.DELIVERED
+    refunded = refund_rules.refunded_units(r.lines for r in refunds if r.status == RefundStatus.REFUNDED)
     lines = []
     for line in view.lines:
         # Units of a SKU ordered on several lines are counted back against the first lines first.
         back = min(line.quantity, received.get(line.sku, 0))
         received[line.sku] = received.get(line.sku, 0) - back
+        paid_back = min(line.quantity, refunded.get(line.sku, 0))
+        refunded[line.sku] = refunded.get(line.sku, 0) - paid_back
         lines.append(
-            line.model_copy(update={"delivered_quantity": line.quantity if delivered else 0, "returned_quantity": back})
+            line.model_copy(
+                update={
+                    "delivered_quantity": line.quantity if delivered else 0,
+                    "returned_quantity": back,
+                    "refunded_quantity": paid_back,
+                }
+            )
         )
     refs = [ReturnRefView(return_id=return_id, status=status) for return_id, status in returns]
-    return view.model_copy(update={"lines": lines, "returns": refs})
+    total = sum((r.amount for r in refunds if r.status == RefundStatus.REFUNDED), Decimal("0.00"))
+    return view.model_copy(
+        update={
+            "lines": lines,
+            "returns": refs,
+            "refunds": [RefundView.model_validate(r) for r in refunds],
+            "refunded_total": total,
+        }
+    )

@@ -7,7 +7,8 @@ from typing import Annotated
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from models.fields import JSON_INTEGER
-from models.order import OrderStatus, Strict
+from models.order import Strict
+from models.webhooks import EVENT_NAMES, EventName
 from security.api_keys import KeyInfo, Role
 
 WarehouseCode = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
@@ -37,10 +38,10 @@ class Health(Strict):
 
 
 class SubscriptionRequest(Strict):
-    """Where to send order events, and for which statuses (none listed: every status)."""
+    """Where to send events, and which: order statuses, return.<status>, refund.<status> (none listed: all)."""
 
     url: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
-    events: Annotated[list[OrderStatus], Field(max_length=len(OrderStatus))] = []
+    events: Annotated[list[EventName], Field(max_length=len(EVENT_NAMES))] = []
 
 
 KeyName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]

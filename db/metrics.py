@@ -1,4 +1,4 @@
-"""What the API's metrics report of the database, read when Prometheus scrapes: three aggregate statements."""
+"""What the API's metrics report of the database, read when Prometheus scrapes: four aggregate statements."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.purchasing import NoticeStatus
+from models.refund_tables import RefundRow
 from models.tables import OrderRow, ReturnRow, ShortageRow
 
 
@@ -24,6 +25,9 @@ class ServiceState:
     returns_needing_attention: int = 0
     # Open shortages whose latest notice purchasing has not received: pending, failing or refused.
     undelivered_purchasing_notices: int = 0
+    refunds_by_status: dict[str, int] = field(default_factory=dict)
+    # Refunds an operator must look at: finance keeps failing them.
+    refunds_needing_attention: int = 0
 
 
 async def read_state(session: AsyncSession) -> ServiceState:
@@ -39,14 +43,8 @@ async def read_state(session: AsyncSession) -> ServiceState:
         ).where(ShortageRow.resolved_at.is_(None))
     )
     count, units, oldest, notices = shortages.one()
-    returns = await session.execute(
-        select(ReturnRow.status, func.count(), func.count(ReturnRow.needs_attention)).group_by(ReturnRow.status)
-    )
-    returns_by_status: dict[str, int] = {}
-    flagged = 0
-    for status, total, needing in returns:
-        returns_by_status[status] = int(total)
-        flagged += int(needing)
+    returns_by_status, flagged = await _by_status(session, ReturnRow)
+    refunds_by_status, refunds_flagged = await _by_status(session, RefundRow)
     return ServiceState(
         orders_by_status={status: int(orders) for status, orders in by_status},
         open_shortages=int(count),
@@ -56,4 +54,19 @@ async def read_state(session: AsyncSession) -> ServiceState:
         returns_by_status=returns_by_status,
         returns_needing_attention=flagged,
         undelivered_purchasing_notices=int(notices),
+        refunds_by_status=refunds_by_status,
+        refunds_needing_attention=refunds_flagged,
     )
+
+
+async def _by_status(session: AsyncSession, table: type[ReturnRow] | type[RefundRow]) -> tuple[dict[str, int], int]:
+    """Rows of a table with `status` and `needs_attention` per status, and how many are flagged for an operator."""
+    rows = await session.execute(
+        select(table.status, func.count(), func.count(table.needs_attention)).group_by(table.status)
+    )
+    by_status: dict[str, int] = {}
+    flagged = 0
+    for status, total, needing in rows:
+        by_status[status] = int(total)
+        flagged += int(needing)
+    return by_status, flagged

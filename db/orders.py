@@ -59,6 +59,7 @@ async def record_order(session: AsyncSession, request: RecordOrderInput, keyring
     received = OrderState.received(
         request.order_id, request.workflow_id, request.request, received_at, client_id=request.client_id
     )
+    received.replacement_for = request.replacement_for
     public, pii = _sealed_without_timeline(received, keyring)
     order = dialect_insert(session, OrderRow).values(
         order_id=request.order_id,

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.engine import dialect_insert
 from db.orders import IdempotencyConflict, decode_cursor, encode_cursor
 from db.stock import UnknownSku, receive_stock
+from db.webhooks import enqueue_return_event
 from models.returns import (
     VOID_RETURN_STATUSES,
     Condition,
@@ -35,6 +36,7 @@ from models.tables import (
     StockWriteOffRow,
     WarehouseRow,
 )
+from models.webhooks import RETURN_EVENT_PREFIX, ReturnWebhookEvent
 
 
 def _now() -> datetime:
@@ -79,22 +81,26 @@ async def claim_idempotency_key(session: AsyncSession, owner: str, key: str, req
 
     The same key with another body raises IdempotencyConflict.
     """
-    insert = (
-        dialect_insert(session, ReturnIdempotencyKeyRow)
-        .values(owner=owner, key=key, request_hash=request_hash, return_id=return_id, created_at=_now())
-        .on_conflict_do_nothing(index_elements=["owner", "key"])
-    )
+    return await claim_key(session, ReturnIdempotencyKeyRow, "return_id", owner, key, request_hash, return_id)
+
+
+async def claim_key(
+    session: AsyncSession, table: type[Any], id_name: str, owner: str, key: str, request_hash: str, new_id: str
+) -> str:
+    """The id a caller's key stands for in a keys table (owner, key, request_hash, <id_name>, created_at):
+    `new_id` when the key is new, the first id on a repeat; IdempotencyConflict for another body."""
+    values = {"owner": owner, "key": key, "request_hash": request_hash, id_name: new_id, "created_at": _now()}
+    insert = dialect_insert(session, table).values(values).on_conflict_do_nothing(index_elements=["owner", "key"])
     await session.execute(insert)
     row = (
         await session.execute(
-            select(ReturnIdempotencyKeyRow.return_id, ReturnIdempotencyKeyRow.request_hash).where(
-                ReturnIdempotencyKeyRow.owner == owner, ReturnIdempotencyKeyRow.key == key
-            )
+            select(getattr(table, id_name), table.request_hash).where(table.owner == owner, table.key == key)
         )
     ).one()
-    if row.request_hash != request_hash:
-        raise IdempotencyConflict(key, row.return_id)
-    return str(row.return_id)
+    held_id, held_hash = row
+    if held_hash != request_hash:
+        raise IdempotencyConflict(key, held_id)
+    return str(held_id)
 
 
 async def return_exists(session: AsyncSession, return_id: str) -> bool:
@@ -144,7 +150,15 @@ async def forget_return(session: AsyncSession, return_id: str) -> None:
 
 
 async def record_state(session: AsyncSession, state: ReturnState, seq: int) -> bool:
-    """Write the return as its workflow reports it, unless a later report (higher seq) is already written."""
+    """Write the return as its workflow reports it, unless a later report (higher seq) is already written.
+
+    A report that changes the return's status writes its webhook event (return.<status>) too.
+    """
+    before = (
+        await session.execute(
+            select(ReturnRow.status, ReturnRow.last_seq).where(ReturnRow.return_id == state.return_id).with_for_update()
+        )
+    ).first()
     values: dict[str, Any] = {
         "status": state.status.value,
         "needs_attention": state.needs_attention,
@@ -161,7 +175,24 @@ async def record_state(session: AsyncSession, state: ReturnState, seq: int) -> b
         .returning(ReturnRow.return_id)
         .execution_options(synchronize_session=False)
     )
-    return changed.first() is not None
+    if changed.first() is None:
+        return False
+    # The row is written `requested` when the return is claimed: the workflow's first report announces it.
+    if before is not None and (before.status != state.status.value or before.last_seq == 0) and state.timeline:
+        entry = state.timeline[-1]
+        await enqueue_return_event(
+            session,
+            ReturnWebhookEvent(
+                type=f"{RETURN_EVENT_PREFIX}{state.status.value}",
+                order_id=state.order_id,
+                return_id=state.return_id,
+                status=state.status,
+                seq=entry.seq,
+                at=_utc(entry.at),
+                event=entry.event,
+            ),
+        )
+    return True
 
 
 async def remember_tracking_number(session: AsyncSession, return_id: str, tracking_number: str) -> None:

@@ -1,7 +1,8 @@
-"""Webhook records: inbound deliveries already accepted, subscriptions, and the outbox of order events.
+"""Webhook records: inbound deliveries already accepted, subscriptions, and the outbox of events.
 
-The outbox row of an order event is written in the transaction that records the status
-change, so an event is never lost and never waits for a subscriber; the dispatcher in the
+The outbox holds an order's events and its returns' and refunds' (kind, subject_id). The row of an
+event is written in the transaction that records the status change, so an event is never lost and
+never waits for a subscriber; the dispatcher in the
 worker (webhook_dispatcher.py) claims due rows, delivers them and writes down the outcome.
 Every function runs inside the caller's transaction.
 """
@@ -18,9 +19,15 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.engine import dialect_insert
-from models.order import OrderStatus, TimelineEvent
+from models.order import TimelineEvent
 from models.tables import WebhookDeliveryRow, WebhookOutboxRow, WebhookSubscriptionRow
-from models.webhooks import NewWebhookSubscription, OrderEvent, WebhookSubscription
+from models.webhooks import (
+    NewWebhookSubscription,
+    OrderEvent,
+    RefundWebhookEvent,
+    ReturnWebhookEvent,
+    WebhookSubscription,
+)
 from security.fields import decrypt_text, encrypt_text
 from security.keyring import Keyring
 
@@ -87,21 +94,21 @@ def _subscription(row: WebhookSubscriptionRow) -> WebhookSubscription:
     return WebhookSubscription(
         subscription_id=row.subscription_id,
         url=row.url,
-        events=[OrderStatus(status) for status in row.events],
+        events=list(row.events),
         created_at=_utc(row.created_at),
     )
 
 
 async def create_subscription(
-    session: AsyncSession, keyring: Keyring, url: str, events: list[OrderStatus]
+    session: AsyncSession, keyring: Keyring, url: str, events: list[str]
 ) -> NewWebhookSubscription:
-    """A subscription of `url` to order events of the given statuses (all when empty), with a new random secret."""
+    """A subscription of `url` to the events named (EVENT_NAMES; all when empty), with a new random secret."""
     secret = f"whsec_{secrets.token_urlsafe(32)}"
     subscription_id = str(uuid.uuid4())
     row = WebhookSubscriptionRow(
         subscription_id=subscription_id,
         url=url,
-        events=sorted({status.value for status in events}),
+        events=sorted(set(events)),
         secret=seal_secret(keyring, subscription_id, secret),
         created_at=datetime.now(UTC),
     )
@@ -146,6 +153,36 @@ async def enqueue_order_event(session: AsyncSession, order_id: str, entry: Timel
 
     `version` tells apart an entry written again, with other content, by a workflow task that replaced a lost one.
     """
+    payload = OrderEvent(
+        order_id=order_id, status=entry.status, seq=entry.seq, at=_utc(entry.at), event=entry.event
+    ).model_dump(mode="json")
+    return await _enqueue(session, Subject("order", order_id), entry.status.value, entry.seq, version, payload)
+
+
+async def enqueue_return_event(session: AsyncSession, event: ReturnWebhookEvent) -> int:
+    """The event of a return's status change, for the subscriptions that want it; a repeat adds none."""
+    subject = Subject("return", event.order_id, event.return_id)
+    return await _enqueue(session, subject, event.type, event.seq, 0, event.model_dump(mode="json"))
+
+
+async def enqueue_refund_event(session: AsyncSession, event: RefundWebhookEvent) -> int:
+    """The event of a refund's status change, for the subscriptions that want it; a repeat adds none."""
+    subject = Subject("refund", event.order_id, event.refund_id)
+    return await _enqueue(session, subject, event.type, event.seq, 0, event.model_dump(mode="json"))
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What an event is about: an order, or one of its returns or refunds."""
+
+    kind: str
+    order_id: str
+    subject_id: str = ""
+
+
+async def _enqueue(
+    session: AsyncSession, subject: Subject, name: str, seq: int, version: int, payload: dict[str, Any]
+) -> int:
     subscriptions = (
         await session.execute(
             select(WebhookSubscriptionRow.subscription_id, WebhookSubscriptionRow.events).where(
@@ -153,19 +190,18 @@ async def enqueue_order_event(session: AsyncSession, order_id: str, entry: Timel
             )
         )
     ).all()
-    wanted = [sid for sid, events in subscriptions if not events or entry.status.value in events]
+    wanted = [sid for sid, events in subscriptions if not events or name in events]
     if not wanted:
         return 0
-    payload = OrderEvent(
-        order_id=order_id, status=entry.status, seq=entry.seq, at=_utc(entry.at), event=entry.event
-    ).model_dump(mode="json")
     now = datetime.now(UTC)
     statement = dialect_insert(session, WebhookOutboxRow).values(
         [
             {
                 "subscription_id": subscription_id,
-                "order_id": order_id,
-                "seq": entry.seq,
+                "order_id": subject.order_id,
+                "kind": subject.kind,
+                "subject_id": subject.subject_id,
+                "seq": seq,
                 "version": version,
                 "payload": payload,
                 "attempts": 0,
@@ -175,9 +211,9 @@ async def enqueue_order_event(session: AsyncSession, order_id: str, entry: Timel
         ]
     )
     added = await session.execute(
-        statement.on_conflict_do_nothing(index_elements=["subscription_id", "order_id", "seq", "version"]).returning(
-            WebhookOutboxRow.id
-        )
+        statement.on_conflict_do_nothing(
+            index_elements=["subscription_id", "order_id", "kind", "subject_id", "seq", "version"]
+        ).returning(WebhookOutboxRow.id)
     )
     return len(added.all())
 
@@ -189,6 +225,8 @@ class Delivery:
     outbox_id: int
     subscription_id: str
     order_id: str
+    kind: str
+    subject_id: str
     seq: int
     version: int
     url: str
@@ -200,7 +238,8 @@ class Delivery:
     @property
     def delivery_id(self) -> str:
         """The same on every attempt, so the receiver can drop a repeat."""
-        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.subscription_id}/{self.order_id}/{self.seq}/{self.version}"))
+        about = self.order_id if self.kind == "order" else f"{self.order_id}/{self.kind}/{self.subject_id}"
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.subscription_id}/{about}/{self.seq}/{self.version}"))
 
 
 async def claim_due(
@@ -233,6 +272,8 @@ async def claim_due(
             outbox.id,
             outbox.subscription_id,
             outbox.order_id,
+            outbox.kind,
+            outbox.subject_id,
             outbox.seq,
             outbox.version,
             outbox.payload,
@@ -249,6 +290,8 @@ async def claim_due(
             outbox_id=row.id,
             subscription_id=row.subscription_id,
             order_id=row.order_id,
+            kind=row.kind,
+            subject_id=row.subject_id,
             seq=row.seq,
             version=row.version,
             url=row.url,

@@ -23,9 +23,7 @@ class ReturnRefused(Exception):
 
 def returnable(delivered: Mapping[str, int], covered: Mapping[str, int], wanted: Iterable[tuple[str, int]]) -> None:
     """Refuse unless every SKU wanted is within what was delivered and not yet covered by another return."""
-    asked: dict[str, int] = {}
-    for sku, quantity in wanted:
-        asked[sku] = asked.get(sku, 0) + quantity
+    asked = units_per_sku(wanted)
     for sku, quantity in asked.items():
         if sku not in delivered:
             raise ReturnRefused(f"line {sku}: the order has no such SKU")
@@ -34,6 +32,14 @@ def returnable(delivered: Mapping[str, int], covered: Mapping[str, int], wanted:
             raise ReturnRefused(
                 f"line {sku}: {quantity} asked, but only {left} of the {delivered[sku]} delivered may still be returned"
             )
+
+
+def units_per_sku(items: Iterable[tuple[str, int]]) -> dict[str, int]:
+    """(sku, quantity) pairs added up per SKU, in the order the SKUs first come."""
+    units: dict[str, int] = {}
+    for sku, quantity in items:
+        units[sku] = units.get(sku, 0) + quantity
+    return units
 
 
 def within_window(delivered_at: datetime, now: datetime, window_days: int) -> bool:
@@ -94,10 +100,15 @@ def apply_receipt(lines: list[ReturnLine], receipt: list[ReceiptLine]) -> None:
 
 
 def refund_lines(lines: Iterable[ReturnLine], invoice: InvoiceShare) -> list[RefundLine]:
-    """What each line's received units were paid: the unit price plus its share of the invoice's tax.
+    """What each line's received units were paid: the unit price plus its share of the invoice's tax."""
+    return paid_shares(((line.sku, line.received, line.unit_price) for line in lines), invoice)
 
-    The tax of an invoice falls on its goods and shipping alike, at one rate: the received goods' share
-    is their net value times tax / (subtotal + shipping), rounded half up to the cent once for all of
+
+def paid_shares(units: Iterable[tuple[str, int, Decimal]], invoice: InvoiceShare) -> list[RefundLine]:
+    """What (sku, quantity, unit price) were paid: the net price plus its share of the invoice's tax.
+
+    The tax of an invoice falls on its goods and shipping alike, at one rate: the goods' share is
+    their net value times tax / (subtotal + shipping), rounded half up to the cent once for all of
     them and handed to the lines cumulatively, so the shares add up to it and the refund of goods
     never exceeds what was invoiced for them, however the cents fall.
     """
@@ -105,10 +116,10 @@ def refund_lines(lines: Iterable[ReturnLine], invoice: InvoiceShare) -> list[Ref
     refunds = []
     net_so_far = Decimal("0.00")
     tax_so_far = Decimal("0.00")
-    for line in lines:
-        if line.received == 0:
+    for sku, quantity, unit_price in units:
+        if quantity == 0:
             continue
-        net = line.unit_price * line.received
+        net = unit_price * quantity
         net_so_far += net
         tax_until_now = (
             (net_so_far * invoice.tax / taxed_base).quantize(CENT, rounding=ROUND_HALF_UP)
@@ -116,7 +127,7 @@ def refund_lines(lines: Iterable[ReturnLine], invoice: InvoiceShare) -> list[Ref
             else Decimal("0.00")
         )
         tax, tax_so_far = tax_until_now - tax_so_far, tax_until_now
-        refunds.append(RefundLine(sku=line.sku, quantity=line.received, amount=(net + tax).quantize(CENT)))
+        refunds.append(RefundLine(sku=sku, quantity=quantity, amount=(net + tax).quantize(CENT)))
     return refunds
 
 

@@ -80,6 +80,10 @@ class Shop:
             headers={"Idempotency-Key": receipt_id},
         )
 
+    async def call(self, method: str, path: str, accept: tuple[int, ...], **request: Any) -> httpx.Response:
+        """Any other call, retried as the shop's own are until answered with a status in `accept`."""
+        return await self._call(method, path, accept, **request)
+
     async def _call(self, method: str, path: str, accept: tuple[int, ...], **request: Any) -> httpx.Response:
         deadline = time.monotonic() + self._patience
         backoff = FIRST_BACKOFF

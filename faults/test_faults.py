@@ -23,6 +23,7 @@ from faults.drill import Drill, DrillResult, run_drill
 from faults.harness import API, TEMPORAL, WORKER, FaultStack
 from faults.postgres import PostgresServer
 from faults.report import Figures
+from faults.returns import run_return_drill
 from tests.test_stock_properties import LEDGER_SETTINGS, check_stock_ledger
 
 Report = Callable[[Figures], None]
@@ -152,6 +153,25 @@ async def test_orders_survive_the_api_restarted_while_clients_retry(
     assert len(result.drill.steps) == 4
     assert result.drill.shop.counts.lost_answers > 0
     assert_books_balance(result)
+
+
+async def test_returns_survive_the_worker_killed_mid_refund(stack: FaultStack, scale: Scale, report: Report) -> None:
+    batch = plan_batch("returns", scale.orders // 2, rate=scale.rate)
+
+    async def nothing_more(_drill: Drill) -> None:
+        return None
+
+    delivered = await run_drill(
+        stack, batch, nothing_more, scenario="returns drill: its batch of orders", patience=scale.patience
+    )
+    report(delivered.figures)
+    assert_books_balance(delivered)
+    figures, books = await run_return_drill(stack, delivered, patience=scale.patience)
+    report(figures)
+
+    assert len(books.returns) == delivered.books.statuses["delivered"] > 0
+    assert books.problems == [] and books.duplicated == []
+    assert books.closed == len(books.returns)
 
 
 def test_the_stock_ledger_keeps_its_rules_under_any_sequence_of_steps(

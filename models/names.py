@@ -9,6 +9,7 @@ TASK_QUEUE = "orders"
 ORDER_WORKFLOW = "OrderWorkflow"
 REPLENISHMENT_WORKFLOW = "ReplenishmentWorkflow"
 RETURN_WORKFLOW = "ReturnWorkflow"
+REFUND_WORKFLOW = "RefundWorkflow"
 
 # Signals, updates and queries of the order workflow.
 QUERY_STATUS = "status"
@@ -96,3 +97,10 @@ BULK_WORKFLOW_ID_PREFIX = "bulk-"
 
 def bulk_workflow_id(job_id: str) -> str:
     return f"{BULK_WORKFLOW_ID_PREFIX}{job_id}"
+
+
+REFUND_WORKFLOW_ID_PREFIX = "refund-"
+
+
+def refund_workflow_id(refund_id: str) -> str:
+    return f"{REFUND_WORKFLOW_ID_PREFIX}{refund_id}"

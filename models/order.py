@@ -110,6 +110,15 @@ class OrderInput(BaseModel):
     max_history_events: int = 2_000
     # Set only by the workflow itself, when it carries on waiting for the carrier in a new run.
     resumed: ResumedDelivery | None = None
+    # Set by a return's exchange: the replacement order skips review (its price is 0).
+    replacement_for: ReplacementOf | None = None
+
+
+class ReplacementOf(BaseModel):
+    """What a replacement order replaces: the original order, and the return that asked for the exchange."""
+
+    order_id: str
+    return_id: str
 
 
 class Allocation(BaseModel):
@@ -184,6 +193,8 @@ class OrderState(BaseModel):
     needs_attention: str | None = None
     cancellation_reason: str | None = None
     timeline: list[TimelineEvent] = []
+    # The original order, when this one replaces its goods in an exchange.
+    replacement_for: str | None = None
     created_at: datetime
     updated_at: datetime
 

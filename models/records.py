@@ -16,6 +16,8 @@ class RecordOrderInput(BaseModel):
     request: OrderRequest
     received_at: datetime
     client_id: str | None = None
+    # The original order, when this one replaces goods returned for an exchange.
+    replacement_for: str | None = None
 
 
 class OrderHeader(BaseModel):

@@ -27,6 +27,8 @@ class ReturnStatus(StrEnum):
     IN_TRANSIT = "in_transit"
     RECEIVED = "received"
     REFUNDED = "refunded"
+    # A replacement order was placed for the received units (resolution "exchange").
+    EXCHANGED = "exchanged"
     CLOSED = "closed"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
@@ -72,7 +74,8 @@ class ReturnRequest(Strict):
     """POST /orders/{order_id}/returns."""
 
     lines: Annotated[list[ReturnLineRequest], Field(min_length=1, max_length=100)]
-    resolution: Literal["refund"] = "refund"
+    # refund: the received units' paid share back; exchange: a replacement order for them, at no charge.
+    resolution: Literal["refund", "exchange"] = "refund"
     note: Note | None = None
     # Operators only: accept a return after the return window, with a note saying why (audited).
     override_window: bool = False
@@ -199,6 +202,8 @@ class ReturnState(BaseModel):
     label: Label | None = None
     receipts: list[ReceiptRecord] = []
     refund: Refund | None = None
+    # The replacement order of an exchange, once placed.
+    replacement_order_id: str | None = None
     needs_attention: str | None = None
     timeline: list[ReturnEvent] = []
     created_at: datetime
@@ -264,6 +269,14 @@ class RefundLine(BaseModel):
     amount: Decimal
 
 
+class ReplacementInput(BaseModel):
+    """An exchange's replacement order: the original order's customer and address, these units, at no charge."""
+
+    return_id: str
+    order_id: str
+    items: list[tuple[str, int]]
+
+
 class RefundInput(BaseModel):
     return_id: str
     order_id: str
@@ -309,7 +322,9 @@ class ReturnView(BaseModel):
     order_id: str = Field(description="The order the goods came with.")
     customer_id: str = Field(description="The customer who returns them.")
     status: ReturnStatus = Field(description="Where the return stands.")
-    resolution: str = Field(description="What the customer gets back: refund.")
+    resolution: str = Field(
+        description="What the customer gets back: refund (money), or exchange (a replacement order, no charge)."
+    )
     note: str | None = Field(default=None, description="The note sent with the request, if any.")
     lines: list[ReturnLine] = Field(description="What is returned; received, resellable and damaged as inspected.")
     value: Decimal = Field(description="The goods' value before tax, as the review threshold compares it.")
@@ -319,6 +334,9 @@ class ReturnView(BaseModel):
     label: Label | None = Field(default=None, description="The carrier's return label and its tracking number.")
     receipts: list[ReceiptRecord] = Field(default=[], description="What the warehouse received, parcel by parcel.")
     refund: Refund | None = Field(default=None, description="The refund with its credit note; null until refunded.")
+    replacement_order_id: str | None = Field(
+        default=None, description="An exchange's replacement order (GET /orders/{id}); null until placed."
+    )
     needs_attention: str | None = Field(
         default=None, description="Why an operator must look, e.g. a refund that keeps failing; null otherwise."
     )

@@ -278,12 +278,17 @@ class WebhookOutboxRow(Base):
 
     __tablename__ = "webhook_outbox"
     __table_args__ = (
-        UniqueConstraint("subscription_id", "order_id", "seq", "version", name="uq_webhook_outbox_event"),
+        UniqueConstraint(
+            "subscription_id", "order_id", "kind", "subject_id", "seq", "version", name="uq_webhook_outbox_event"
+        ),
         Index("ix_webhook_outbox_due", "delivered_at", "next_attempt_at"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     subscription_id: Mapped[str] = mapped_column(ForeignKey("webhook_subscriptions.subscription_id"))
     order_id: Mapped[str] = mapped_column(String(64))
+    # What the event is about: the order itself, or one of its returns or refunds (subject_id).
+    kind: Mapped[str] = mapped_column(String(16), default="order", server_default="order")
+    subject_id: Mapped[str] = mapped_column(String(80), default="", server_default="")
     seq: Mapped[int] = mapped_column(Integer)
     # The timeline entry's version (OrderEventRow.version): an entry replaced after a lost workflow task is sent again.
     version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -305,6 +310,7 @@ RETURN_STATUSES = (
     "in_transit",
     "received",
     "refunded",
+    "exchanged",
     "closed",
     "cancelled",
     "expired",
@@ -399,3 +405,4 @@ class ReturnIdempotencyKeyRow(Base):
 
 # The forecast's tables join this metadata (imported last: they build on Base).
 from models import forecast_tables as forecast_tables  # noqa: E402
+from models import refund_tables as refund_tables  # noqa: E402

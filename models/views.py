@@ -52,6 +52,9 @@ class OrderLineView(View):
     )
     delivered_quantity: int = Field(default=0, description="Units delivered: all of the line once delivered.")
     returned_quantity: int = Field(default=0, description="Units the warehouse has received back in returns.")
+    refunded_quantity: int = Field(
+        default=0, description="Units paid back by refunds (a return's, or one without a return naming lines)."
+    )
 
 
 class ReviewView(View):
@@ -92,6 +95,24 @@ class ReturnRefView(View):
     status: str = Field(description="Where the return stands.")
 
 
+class RefundLineView(View):
+    sku: str = Field(description="The SKU refunded.")
+    quantity: int = Field(description="Units refunded.")
+    amount: Decimal = Field(description="What they were paid: unit price and their share of the tax.")
+
+
+class RefundView(View):
+    refund_id: str = Field(description="The refund's id.")
+    return_id: str | None = Field(default=None, description="The return it refunds; null for a refund without one.")
+    amount: Decimal = Field(description="The amount refunded, tax included.")
+    currency: str = Field(description="ISO 4217 currency code, the invoice's.")
+    lines: list[RefundLineView] = Field(default=[], description="The units refunded; empty for an amount alone.")
+    reason: str = Field(description="Why: the operator's reason, or 'returned goods' for a return's refund.")
+    status: str = Field(description="requested (finance not done yet), refunded, or failed (refused; no money moved).")
+    credit_note: str | None = Field(default=None, description="Finance's credit note; null until refunded.")
+    needs_attention: str | None = Field(default=None, description="Why an operator should look, e.g. finance down.")
+
+
 class OrderView(View):
     """An order as the API shows it: where it stands, what was ordered, and everything that happened to it."""
 
@@ -116,6 +137,15 @@ class OrderView(View):
     cancellation_reason: str | None = Field(default=None, description="Why the order was cancelled, if it was.")
     timeline: list[TimelineEntryView] = Field(default=[], description="Every status change and event, oldest first.")
     returns: list[ReturnRefView] = Field(default=[], description="The order's returns, oldest first.")
+    refunds: list[RefundView] = Field(
+        default=[], description="The order's refunds, its returns' and those without a return, oldest first."
+    )
+    refunded_total: Decimal = Field(
+        default=Decimal("0.00"), description="What the refunds paid back (refunded), never more than was invoiced."
+    )
+    replacement_for: str | None = Field(
+        default=None, description="The original order, when this order replaces goods returned for an exchange."
+    )
     created_at: datetime = Field(description="When the order was received.")
     updated_at: datetime = Field(description="When the order last changed.")
 

@@ -95,6 +95,7 @@ def test_the_view_of_an_order_is_the_json_clients_know() -> None:
                 "allocations": [{"warehouse": "AMS", "quantity": 2}],
                 "delivered_quantity": 0,
                 "returned_quantity": 0,
+                "refunded_quantity": 0,
             },
             {
                 "line_no": 2,
@@ -104,6 +105,7 @@ def test_the_view_of_an_order_is_the_json_clients_know() -> None:
                 "allocations": [],
                 "delivered_quantity": 0,
                 "returned_quantity": 0,
+                "refunded_quantity": 0,
             },
         ],
         "total": "120.00",
@@ -146,6 +148,9 @@ def test_the_view_of_an_order_is_the_json_clients_know() -> None:
             },
         ],
         "returns": [],
+        "refunds": [],
+        "refunded_total": "0.00",
+        "replacement_for": None,
         "created_at": "2026-03-01T09:30:00Z",
         "updated_at": "2026-03-01T09:30:00Z",
     }

@@ -18,13 +18,15 @@ from temporalio.worker import Replayer
 from security.codec import data_converter
 from tests.conftest import TEST_KEYRING
 from workflows.order import OrderWorkflow
+from workflows.refunds import RefundWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
 from workflows.returns import ReturnWorkflow
 
 # One folder per generation of the workflow code (tests/histories/record.py).
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*/*.json"))
 TEXTS = {f"{path.parent.name}/{path.stem}": path.read_text() for path in HISTORIES}
-# The return workflow's, one folder per generation under returns/ (tests/histories/record_returns.py).
+# The after-sales workflows' (returns, refunds), one folder per generation under returns/
+# (tests/histories/record_returns.py).
 RETURN_HISTORIES = sorted((Path(__file__).parent / "histories" / "returns").glob("*/*.json"))
 RETURN_TEXTS = {f"returns/{path.parent.name}/{path.stem}": path.read_text() for path in RETURN_HISTORIES}
 
@@ -54,7 +56,7 @@ def test_the_kept_return_histories_cover_every_way_a_return_ends() -> None:
 @pytest.mark.parametrize("name", RETURN_TEXTS)
 async def test_return_history_replays_without_non_determinism(name: str) -> None:
     history = WorkflowHistory.from_json(name, RETURN_TEXTS[name])
-    replayer = Replayer(workflows=[ReturnWorkflow], data_converter=data_converter(TEST_KEYRING))
+    replayer = Replayer(workflows=[ReturnWorkflow, RefundWorkflow], data_converter=data_converter(TEST_KEYRING))
 
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
 

@@ -169,6 +169,18 @@ class Returns:
             await asyncio.sleep(0.02)
         raise AssertionError(f"return never reached {status}")
 
+    async def refunding(self) -> Handle:
+        """A return whose goods are all in and whose refund finance keeps failing, being tried now."""
+        self.fakes.refund_outages = 1_000
+        handle = await self.start()
+        await self.until(handle, ReturnStatus.LABEL_ISSUED)
+        await self.receive(handle, ("MUG-1", 2, Condition.RESELLABLE), ("TEE-2", 1, Condition.RESELLABLE))
+        for _ in range(500):
+            if self.fakes.calls["refund_return"]:
+                break
+            await asyncio.sleep(0.02)
+        return handle
+
     async def receive(self, handle: Handle, *lines: tuple[str, int, Condition], warehouse: str = "AMS") -> ReturnState:
         command = ReceiveCommand(
             warehouse=warehouse,
@@ -321,6 +333,20 @@ async def test_a_return_workflow_cancelled_from_outside_voids_its_label_and_reco
 
     assert returns.fakes.labels[state.return_id] == "void"
     assert returns.fakes.recorded[-1] == "cancelled"
+
+
+async def test_a_return_workflow_cancelled_from_outside_while_refunding_stops_and_asks_for_a_refund_by_hand(
+    returns: Returns,
+) -> None:
+    handle = await returns.refunding()
+
+    await handle.cancel()
+
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    state = await handle.query(ReturnWorkflow.status)
+    assert state.needs_attention == "return workflow cancelled after the goods were received: refund by hand"
+    assert state.refund is None and returns.fakes.restocked == {"MUG-1": 2, "TEE-2": 1}
 
 
 async def test_a_cancel_after_goods_were_received_is_refused(returns: Returns) -> None:

@@ -170,6 +170,8 @@ async def test_a_delivered_order_is_returned_received_restocked_and_refunded(sta
     assert 'oms_returns{status="closed"} 1.0' in metrics
     assert 'oms_returns{status="pending_review"} 0.0' in metrics
     assert "oms_returns_needing_attention 0.0" in metrics
+    assert 'oms_refunds{status="refunded"} 1.0' in metrics
+    assert 'oms_refunds{status="failed"} 0.0' in metrics
 
     # The order shows its return, and per line what was delivered and what came back.
     order = await stack.order(order_id)
@@ -178,6 +180,12 @@ async def test_a_delivered_order_is_returned_received_restocked_and_refunded(sta
         (mug, 3, 2),
         (lamp, 1, 1),
     ]
+    # The return's refund is the order's, with what it paid back per line.
+    [shown] = order["refunds"]
+    assert (shown["return_id"], shown["status"], Decimal(shown["amount"])) == (return_id, "refunded", expected)
+    assert shown["credit_note"] == closed["refund"]["credit_note"]
+    assert Decimal(order["refunded_total"]) == expected
+    assert [line["refunded_quantity"] for line in order["lines"]] == [2, 1]
 
 
 async def test_a_client_returns_only_its_own_orders_and_operators_review_big_returns(stack: Stack) -> None:

@@ -65,6 +65,7 @@ DECIDE_BEFORE_EFFECTS = "decide-before-effects"
 CANCEL_FROM_TEMPORAL = "cancel-from-temporal"
 CONTINUE_AS_NEW_WHILE_DELIVERING = "continue-as-new-while-delivering"
 SKIP_REPEATED_TRACKING_STATUS = "skip-repeated-tracking-status"
+SKIP_REVIEW_FOR_REPLACEMENT = "skip-review-for-replacement"
 
 # What an order keeps in memory, whatever the carrier sends: the newest timeline entries (the
 # database keeps them all) and the tracking event ids it last saw (a carrier repeats an event soon
@@ -98,6 +99,8 @@ class OrderWorkflow:
         self._state = OrderState.received(
             order.order_id, workflow.info().workflow_id, request, now, client_id=order.client_id
         )
+        if order.replacement_for is not None:
+            self._state.replacement_for = order.replacement_for.order_id
         self._saga = Saga()
         self._background: list[asyncio.Task[Any]] = []
         self._operator_review: tuple[ReviewDecision, ReviewCommand] | None = None
@@ -226,6 +229,7 @@ class OrderWorkflow:
                 request=self._input.request,
                 received_at=self._state.created_at,
                 client_id=self._input.client_id,
+                replacement_for=self._state.replacement_for,
             ),
             summary="Record order",
             **DB_STEP,
@@ -233,6 +237,16 @@ class OrderWorkflow:
         self._set_status(OrderStatus.RECEIVED, "order received", actor="client")
 
     async def _review(self) -> None:
+        replaces = self._input.replacement_for
+        if replaces is not None and workflow.patched(SKIP_REVIEW_FOR_REPLACEMENT):
+            # An exchange's replacement, at no charge: the original order was reviewed and paid.
+            self._state.review = ReviewOutcome(
+                decision=ReviewDecision.APPROVED, reasons=["replacement order of an exchange"], reviewed_by="exchange"
+            )
+            self._append_event(
+                "review skipped: replacement order", detail=f"order {replaces.order_id}, return {replaces.return_id}"
+            )
+            return
         outcome: ReviewOutcome = await workflow.execute_local_activity_method(
             ReviewActivities.review_order,
             ReviewInput(order_id=self._state.order_id, request=self._input.request),

@@ -1,6 +1,7 @@
 """The return workflow: one durable run per return (RMA), from the request to the refund.
 
-run() reads as the returns desk's process: review, label, goods in, refund, close. Operators and
+run() reads as the returns desk's process: review, label, goods in, refund (or, for an exchange,
+a replacement order), close. Operators and
 the warehouse talk to it through updates whose validators refuse a wrong request before it
 reaches history; the carrier's events for the return label come in as signals. Money moves
 last: a refund that keeps failing flags the return for an operator and never undoes the restock.
@@ -15,7 +16,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.returns import ReturnActivities
@@ -29,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         ReceiveGoodsInput,
         RecordReturnInput,
         RefundInput,
+        ReplacementInput,
         ReturnEvent,
         ReturnInput,
         ReturnState,
@@ -38,6 +40,10 @@ with workflow.unsafe.imports_passed_through():
         VoidLabelInput,
     )
     from workflows.options import DB_STEP, EXTERNAL_STEP, StepOptions
+
+# Patches of this workflow, for runs started before the change (see tests/test_replay.py).
+EXCHANGE_WITH_REPLACEMENT = "exchange-with-replacement"
+STOP_REFUND_WHEN_CANCELLED = "stop-refund-when-cancelled"
 
 # A refund is tried this often (backing off up to a minute) before an operator is asked to look.
 REFUND_STEP: StepOptions = {
@@ -110,7 +116,10 @@ class ReturnWorkflow:
             await self._review_return()
             await self._issue_label()
             await self._await_goods()
-            await self._refund()
+            if self._state.resolution == "exchange" and workflow.patched(EXCHANGE_WITH_REPLACEMENT):
+                await self._exchange()
+            else:
+                await self._refund()
             await self._set_status(ReturnStatus.CLOSED, "return closed")
         except ReturnEnded:
             pass
@@ -312,6 +321,9 @@ class ReturnWorkflow:
                 )
                 break
             except ActivityError as error:
+                if is_cancelled_exception(error) and workflow.patched(STOP_REFUND_WHEN_CANCELLED):
+                    # The workflow itself was cancelled (the Temporal UI), not the refund refused: stop.
+                    raise asyncio.CancelledError() from error
                 cause = error.cause
                 if isinstance(cause, ApplicationError) and cause.non_retryable:
                     number += 1
@@ -322,6 +334,24 @@ class ReturnWorkflow:
             "refunded",
             detail=f"{self._state.refund.amount} {self._state.refund.currency}, "
             f"credit note {self._state.refund.credit_note}",
+        )
+
+    async def _exchange(self) -> None:
+        """Place a replacement order for the units received, whatever their condition; no money moves."""
+        items: dict[str, int] = {}
+        for line in self._state.lines:
+            if line.received:
+                items[line.sku] = items.get(line.sku, 0) + line.received
+        self._state.replacement_order_id = await workflow.execute_activity_method(
+            ReturnActivities.place_replacement,
+            ReplacementInput(
+                return_id=self._state.return_id, order_id=self._state.order_id, items=sorted(items.items())
+            ),
+            summary=f"Place the replacement order: {sum(items.values())} units, no charge, review skipped",
+            **EXTERNAL_STEP,
+        )
+        await self._set_status(
+            ReturnStatus.EXCHANGED, "replacement order placed", detail=self._state.replacement_order_id
         )
 
     async def _flag_refund(self, problem: str) -> None:

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, 
 from pydantic import AwareDatetime
 
 from api.auth import client_scope, require_role
-from api.deps import OrdersDep, SessionmakerDep
+from api.deps import KeyringDep, OrdersDep, SessionmakerDep, SettingsDep, TemporalDep
 from api.errors import BODY_ERRORS, TooManyRequests, error_responses
 from api.guard import set_audit_target
+from api.refund_client import RefundClient
 from api.return_client import with_returns
 from db.orders import list_orders
 from models.fields import PRINTABLE_ASCII
@@ -25,6 +26,7 @@ from models.order import (
     OrderStatus,
     ReviewRequest,
 )
+from models.refunds import OrderRefundRequest, RefundAccepted
 from models.views import OrderView
 from security.api_keys import Principal, Role
 from security.limits import RateLimiter, retry_after
@@ -139,3 +141,49 @@ async def review_order(order_id: OrderId, review: ReviewRequest, orders: OrdersD
     return await orders.review(
         order_id, approve=review.decision == "approve", note=review.note, actor=caller.role.value
     )
+
+
+# ---- Refunds without a return (goodwill, claims): operators and admins. ----
+
+RequiredIdempotencyKey = Annotated[
+    str,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=PRINTABLE_ASCII,
+        description="Required: the same key with the same body answers with the first refund, refunded once.",
+    ),
+]
+
+
+def _refunds(
+    client: TemporalDep, sessionmaker: SessionmakerDep, settings: SettingsDep, keyring: KeyringDep
+) -> RefundClient:
+    return RefundClient(client, sessionmaker, settings, keyring)
+
+
+@router.post(
+    "/{order_id}/refunds",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RefundAccepted,
+    responses=error_responses(404, 409, *BODY_ERRORS, 503),
+)
+async def refund_order(
+    order_id: OrderId,
+    body: OrderRefundRequest,
+    request: Request,
+    response: Response,
+    refunds: Annotated[RefundClient, Depends(_refunds)],
+    caller: Reviewer,
+    idempotency_key: RequiredIdempotencyKey,
+) -> RefundAccepted:
+    """Refund an invoiced order without a return: the lines' paid share, an amount, or both (the amount holds).
+
+    The order's refunds together never exceed what was invoiced: 409 with the remaining refundable amount.
+    The refund's own workflow moves the money through finance with a credit note; follow it on the order.
+    """
+    accepted = await refunds.request(order_id, body, idempotency_key, owner="", actor=caller.role.value)
+    set_audit_target(request, order_id=order_id, refund_id=accepted.refund_id)
+    response.headers["Location"] = f"/orders/{order_id}"
+    return accepted

@@ -1,25 +1,31 @@
-"""Record the return workflow's kept histories: `python -m tests.histories.record_returns <generation>`.
+"""Record the after-sales workflows' kept histories: `python -m tests.histories.record_returns <generation>`.
 
-As tests/histories/record.py does for orders: each scenario runs the real return workflow on the
-time-skipping server against the workflow tests' in-memory activities, and its history is written,
-unencrypted and without this machine's paths, to returns/<generation>/ beside this file.
+As tests/histories/record.py does for orders: each scenario runs the real return workflow (or the
+refund workflow of a refund without a return) on the time-skipping server against the workflow
+tests' in-memory activities, and its history is written, unencrypted and without this machine's
+paths, to returns/<generation>/ beside this file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from temporalio import activity
+from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from models.refunds import RefundOutcome
 from models.returns import (
     CancelReturnCommand,
     Condition,
+    ReplacementInput,
     ReturnReason,
     ReturnStatus,
     ReturnTrackingEvent,
@@ -28,13 +34,22 @@ from models.returns import (
 from security.codec import data_converter
 from tests.conftest import BIN, register_search_attributes
 from tests.histories.record import without_machine_paths
+from tests.test_refund_workflow import FakeFinance, start
 from tests.test_return_workflow import FakeReturnSystems, Handle, Returns, return_input
+from workflows.refunds import RefundWorkflow
 from workflows.returns import ReturnWorkflow
 
 HERE = Path(__file__).parent / "returns"
 TASK_QUEUE = "record-return-histories"
 RESELLABLE, DAMAGED = Condition.RESELLABLE, Condition.DAMAGED
 Scenario = Callable[[Returns], Awaitable[Handle]]
+RefundHandle = WorkflowHandle[RefundWorkflow, RefundOutcome]
+RefundScenario = Callable[[WorkflowEnvironment, FakeFinance], Awaitable[RefundHandle]]
+
+
+@activity.defn(name="place_replacement")
+async def place_replacement(request: ReplacementInput) -> str:
+    return f"{request.return_id}-replacement"
 
 
 async def refunded(returns: Returns) -> Handle:
@@ -108,6 +123,51 @@ async def refund_refused_then_retried(returns: Returns) -> Handle:
     return handle
 
 
+async def cancelled_while_refunding(returns: Returns) -> Handle:
+    handle = await returns.refunding()
+    await handle.cancel()
+    with contextlib.suppress(WorkflowFailureError):
+        await handle.result()
+    return handle
+
+
+async def exchanged(returns: Returns) -> Handle:
+    request = return_input()
+    request.resolution = "exchange"
+    handle = await returns.start(request)
+    await returns.until(handle, ReturnStatus.LABEL_ISSUED)
+    await returns.receive(handle, ("MUG-1", 2, RESELLABLE), ("TEE-2", 1, DAMAGED))
+    await handle.result()
+    return handle
+
+
+async def refund_refunded(env: WorkflowEnvironment, finance: FakeFinance) -> RefundHandle:
+    finance.outages = 2
+    handle = await start(env, TASK_QUEUE)
+    await handle.result()
+    return handle
+
+
+async def refund_flagged_then_refunded(env: WorkflowEnvironment, finance: FakeFinance) -> RefundHandle:
+    finance.outages = 9
+    handle = await start(env, TASK_QUEUE)
+    await handle.result()
+    return handle
+
+
+async def refund_refused(env: WorkflowEnvironment, finance: FakeFinance) -> RefundHandle:
+    finance.refusal = ApplicationError("12.00 asked, 0.00 left", type="RefundRefused", non_retryable=True)
+    handle = await start(env, TASK_QUEUE)
+    await handle.result()
+    return handle
+
+
+REFUND_SCENARIOS: dict[str, RefundScenario] = {
+    "refund_refunded": refund_refunded,
+    "refund_flagged_then_refunded": refund_flagged_then_refunded,
+    "refund_refused": refund_refused,
+}
+
 SCENARIOS: dict[str, Scenario] = {
     "return_refunded": refunded,
     "return_approved_by_operator": approved_by_operator,
@@ -115,6 +175,8 @@ SCENARIOS: dict[str, Scenario] = {
     "return_cancelled": cancelled,
     "return_expired": expired,
     "return_refund_refused_then_retried": refund_refused_then_retried,
+    "return_exchanged": exchanged,
+    "return_cancelled_while_refunding": cancelled_while_refunding,
 }
 
 
@@ -129,10 +191,25 @@ async def main(generation: str) -> None:
         for name, scenario in SCENARIOS.items():
             fakes = FakeReturnSystems()
             async with Worker(
-                env.client, task_queue=TASK_QUEUE, workflows=[ReturnWorkflow], activities=fakes.activities()
+                env.client,
+                task_queue=TASK_QUEUE,
+                workflows=[ReturnWorkflow],
+                activities=[*fakes.activities(), place_replacement],
             ):
                 handle = await scenario(Returns(env, TASK_QUEUE, fakes))
                 history = await handle.fetch_history()
+            (folder / f"{name}.json").write_text(without_machine_paths(history.to_json()))
+            print(f"recorded {name}: {len(history.events)} events")
+        for name, refund_scenario in REFUND_SCENARIOS.items():
+            finance = FakeFinance()
+            async with Worker(
+                env.client,
+                task_queue=TASK_QUEUE,
+                workflows=[RefundWorkflow],
+                activities=[finance.refund_order, finance.flag_refund],
+            ):
+                refund_handle = await refund_scenario(env, finance)
+                history = await refund_handle.fetch_history()
             (folder / f"{name}.json").write_text(without_machine_paths(history.to_json()))
             print(f"recorded {name}: {len(history.events)} events")
     finally:
