@@ -49,6 +49,7 @@ RULES: dict[tuple[str, str], set[Role]] = {
     ("POST", "/orders/{order_id}/cancel"): {CLIENT, OPERATOR},
     ("POST", "/orders/{order_id}/review"): {OPERATOR},
     ("POST", "/orders/{order_id}/returns"): {CLIENT, OPERATOR},
+    ("POST", "/orders/{order_id}/refunds"): {OPERATOR},
     ("GET", "/returns"): {CLIENT, OPERATOR},
     ("GET", "/returns/{return_id}"): {CLIENT, OPERATOR},
     ("POST", "/returns/{return_id}/cancel"): {CLIENT, OPERATOR},
