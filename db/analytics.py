@@ -1,5 +1,5 @@
-"""The analytics queries: counted in the database from the order records, in SQL that PostgreSQL and
-SQLite both run.
+"""The analytics queries: counted in the database from the order records and the hourly rollups the status
+writes keep (db.rollups), in SQL that PostgreSQL and SQLite both run.
 
 Buckets in a time zone are a derived table of UTC instants (analytics.periods) joined with the order
 times, so daylight-saving days bucket right on both databases. Percentiles are nearest-rank, picked
@@ -14,11 +14,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, String, Subquery, and_, case, extract, func, literal, select, union_all
+from sqlalchemy import DateTime, Integer, String, Subquery, and_, case, extract, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from analytics.periods import Span
 from analytics.rfm import SEGMENTS, segment
+from db.rollups import hour_of
 from models.analytics import (
     AgeingBand,
     CurrencyAmount,
@@ -34,6 +35,7 @@ from models.analytics import (
     SkuFigures,
     StockOut,
 )
+from models.analytics_tables import OrderRollupRow
 from models.order import OrderStatus
 from models.tables import OrderEventRow, OrderLineRow, OrderRow, ShortageRow, SkuRow, StockRow
 
@@ -68,24 +70,49 @@ def _in_period(span: Span) -> Any:
     return and_(OrderRow.created_at >= span.start, OrderRow.created_at < span.end)
 
 
+def _whole_hours(spans: Sequence[Span]) -> bool:
+    return all(moment == hour_of(moment) for span in spans for moment in (span.start, span.end))
+
+
+def _placed(spans: Sequence[Span]) -> Subquery:
+    """Orders placed, as (at, status, currency, orders, revenue): the hourly rollups when every span starts and
+    ends on a whole UTC hour (any time zone a whole number of hours from UTC), else each order on its own."""
+    if _whole_hours(spans):
+        rollup = OrderRollupRow
+        return select(rollup.hour.label("at"), rollup.status, rollup.currency, rollup.orders, rollup.revenue).subquery(
+            "placed"
+        )
+    return select(
+        OrderRow.created_at.label("at"),
+        OrderRow.status,
+        OrderRow.currency,
+        literal(1, Integer).label("orders"),
+        OrderRow.total.label("revenue"),
+    ).subquery("placed")
+
+
 async def period_figures(session: AsyncSession, span: Span, last: Any) -> PeriodFigures:
-    placed = await session.scalar(select(func.count()).select_from(OrderRow).where(_in_period(span)))
+    placed = _placed([span])
+    within = and_(placed.c.at >= span.start, placed.c.at < span.end)
+    count = func.coalesce(func.sum(placed.c.orders), 0)
+    orders = await session.scalar(select(count).where(within))
     rows = await session.execute(
-        select(OrderRow.currency, func.count(), func.sum(OrderRow.total))
-        .where(_in_period(span), OrderRow.status.not_in(NOT_REVENUE))
-        .group_by(OrderRow.currency)
-        .order_by(OrderRow.currency)
+        select(placed.c.currency, count, func.sum(placed.c.revenue))
+        .where(within, placed.c.status.not_in(NOT_REVENUE))
+        .group_by(placed.c.currency)
+        .having(count > 0)
+        .order_by(placed.c.currency)
     )
     return PeriodFigures(
         first_day=span.label,
         last_day=last,
-        orders=int(placed or 0),
+        orders=int(orders or 0),
         by_currency=[
             CurrencyFigures(
                 currency=currency,
-                orders=count,
+                orders=int(count),
                 revenue=_money(revenue),
-                average_order_value=(_money(revenue) / count).quantize(CENT),
+                average_order_value=(_money(revenue) / int(count)).quantize(CENT),
             )
             for currency, count, revenue in rows
         ],
@@ -94,21 +121,25 @@ async def period_figures(session: AsyncSession, span: Span, last: Any) -> Period
 
 async def orders_series(session: AsyncSession, spans: Sequence[Span]) -> list[OrdersBucket]:
     table = _spans(spans)
-    joined = table.join(OrderRow, _within(OrderRow.created_at, table))
+    placed = _placed(spans)
+    joined = table.join(placed, _within(placed.c.at, table))
+    count = func.sum(placed.c.orders)
     counts: dict[str, dict[str, int]] = defaultdict(dict)
-    for label, status, count in await session.execute(
-        select(table.c.label, OrderRow.status, func.count())
+    for label, status, orders in await session.execute(
+        select(table.c.label, placed.c.status, count)
         .select_from(joined)
-        .group_by(table.c.label, OrderRow.status)
+        .group_by(table.c.label, placed.c.status)
+        .having(count > 0)
     ):
-        counts[label][status] = count
+        counts[label][status] = int(orders)
     revenue: dict[str, list[CurrencyAmount]] = defaultdict(list)
     for label, currency, amount in await session.execute(
-        select(table.c.label, OrderRow.currency, func.sum(OrderRow.total))
+        select(table.c.label, placed.c.currency, func.sum(placed.c.revenue))
         .select_from(joined)
-        .where(OrderRow.status.not_in(NOT_REVENUE))
-        .group_by(table.c.label, OrderRow.currency)
-        .order_by(table.c.label, OrderRow.currency)
+        .where(placed.c.status.not_in(NOT_REVENUE))
+        .group_by(table.c.label, placed.c.currency)
+        .having(count > 0)
+        .order_by(table.c.label, placed.c.currency)
     ):
         revenue[label].append(CurrencyAmount(currency=currency, amount=_money(amount)))
     return [

@@ -33,6 +33,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from analytics.periods import Bucket, buckets
 from api.app import create_app
+from db import rollups
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 from models.tables import OrderEventRow, OrderLineRow, OrderRow, ShortageRow, SkuRow, StockRow, WarehouseRow
@@ -90,6 +91,9 @@ async def seed(sessionmaker: Sessions) -> None:
                 )
             )
         await session.flush()
+        # As the status writes do for each order they record.
+        for order_id, *_ in ORDERS:
+            await rollups.count_order(session, order_id)
         for order_id, _, placed, _, _, lines, shipped, delivered in ORDERS:
             for number, (sku, quantity, price) in enumerate(lines, start=1):
                 session.add(
@@ -214,6 +218,25 @@ async def test_days_are_counted_in_the_time_zone_asked_for(analytics: httpx.Asyn
 
     # o3, placed 23:30 UTC on the 4th, is past midnight in Amsterdam (UTC+1).
     assert (days["2026-11-04"], days["2026-11-05"]) == (1, 1)
+
+
+async def test_days_in_a_zone_half_an_hour_off_utc_are_counted_from_the_orders(analytics: httpx.AsyncClient) -> None:
+    summary = await get(analytics, "/analytics/summary", tz="Asia/Kolkata")
+    days = {
+        item["start"]: item["orders"]
+        for item in (await get(analytics, "/analytics/orders", tz="Asia/Kolkata"))["items"]
+    }
+
+    # UTC+5:30: the period is 11-01 18:30 to 11-15 18:30 UTC, so o6 (11-15 22:00 UTC) falls after it;
+    # o2 (11-04 12:00 UTC) is 17:30 on the 4th, o3 (11-04 23:30 UTC) 05:00 on the 5th.
+    assert summary["current"]["orders"] == 5
+    assert summary["current"]["by_currency"][0] == {
+        "currency": "EUR",
+        "orders": 3,
+        "revenue": "120.00",
+        "average_order_value": "40.00",
+    }
+    assert (days["2026-11-04"], days["2026-11-05"], days["2026-11-15"]) == (1, 1, 0)
 
 
 async def test_fulfilment_lead_time_percentiles_per_week_and_backorder_ageing(analytics: httpx.AsyncClient) -> None:
