@@ -30,14 +30,27 @@ from models.analytics import (
     OrdersBucket,
     Percentiles,
     PeriodFigures,
+    ReasonFigures,
+    ReturnAnalytics,
     SegmentFigures,
     SkuAnalytics,
     SkuFigures,
+    SkuReturns,
     StockOut,
 )
 from models.analytics_tables import OrderRollupRow
 from models.order import OrderStatus
-from models.tables import OrderEventRow, OrderLineRow, OrderRow, ShortageRow, SkuRow, StockRow
+from models.returns import VOID_RETURN_STATUSES, ReturnReason
+from models.tables import (
+    OrderEventRow,
+    OrderLineRow,
+    OrderRow,
+    ReturnLineRow,
+    ReturnRow,
+    ShortageRow,
+    SkuRow,
+    StockRow,
+)
 
 NOT_REVENUE = (OrderStatus.REJECTED.value, OrderStatus.CANCELLED.value, OrderStatus.FAILED.value)
 CENT = Decimal("0.01")
@@ -315,4 +328,60 @@ async def customer_analytics(session: AsyncSession, span: Span, limit: int) -> C
             CustomerValue(customer_id=customer, currency=currency, orders=orders, revenue=_money(revenue))
             for customer, currency, orders, revenue in top
         ],
+    )
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+async def return_analytics(session: AsyncSession, span: Span, tz: str, limit: int) -> ReturnAnalytics:
+    """Of the units sold on the orders placed in the period, the share on returns so far, by SKU and reason."""
+    cohort = and_(_in_period(span), OrderRow.status.not_in(NOT_REVENUE))
+    sold: dict[str, int] = {
+        sku: int(units)
+        for sku, units in await session.execute(
+            select(OrderLineRow.sku, func.sum(OrderLineRow.quantity))
+            .join(OrderRow, OrderRow.order_id == OrderLineRow.order_id)
+            .where(cohort)
+            .group_by(OrderLineRow.sku)
+        )
+    }
+    void = [status.value for status in VOID_RETURN_STATUSES]
+    returned: dict[str, dict[str, int]] = defaultdict(dict)
+    for sku, reason, units in await session.execute(
+        select(ReturnLineRow.sku, ReturnLineRow.reason, func.sum(ReturnLineRow.quantity))
+        .join(ReturnRow, ReturnRow.return_id == ReturnLineRow.return_id)
+        .join(OrderRow, OrderRow.order_id == ReturnLineRow.order_id)
+        .where(cohort, ReturnRow.status.not_in(void))
+        .group_by(ReturnLineRow.sku, ReturnLineRow.reason)
+    ):
+        returned[sku][reason] = int(units)
+    total_sold = sum(sold.values())
+    per_reason = {reason.value: 0 for reason in ReturnReason}
+    for reasons in returned.values():
+        for reason, units in reasons.items():
+            per_reason[reason] = per_reason.get(reason, 0) + units
+    total_returned = sum(per_reason.values())
+    skus = [
+        SkuReturns(
+            sku=sku,
+            sold_units=units,
+            returned_units=sum(returned[sku].values()),
+            return_rate=round(sum(returned[sku].values()) / units, 4),
+            by_reason=dict(sorted(returned[sku].items())),
+        )
+        for sku, units in sold.items()
+    ]
+    skus.sort(key=lambda figures: (-figures.return_rate, -figures.returned_units, figures.sku))
+    return ReturnAnalytics(
+        tz=tz,
+        sold_units=total_sold,
+        returned_units=total_returned,
+        return_rate=_rate(total_returned, total_sold),
+        by_reason=[
+            ReasonFigures(reason=reason, units=units, return_rate=_rate(units, total_sold))
+            for reason, units in per_reason.items()
+        ],
+        skus=skus[:limit],
     )

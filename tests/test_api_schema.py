@@ -102,7 +102,10 @@ def run_schemathesis(openapi: dict[str, Any], base_url: str, headers: dict[str, 
                     "POST /keys",
                     "POST /webhooks/subscriptions",
                     "GET /audit",
-                    *(f"GET /analytics/{part}" for part in ("summary", "orders", "fulfilment", "skus", "customers")),
+                    *(
+                        f"GET /analytics/{part}"
+                        for part in ("summary", "orders", "fulfilment", "skus", "customers", "returns")
+                    ),
                 )
             ],
         }
