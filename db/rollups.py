@@ -8,6 +8,7 @@ order's row locked, so concurrent writes of one order queue and the cells add up
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -39,14 +40,24 @@ async def count_order(session: AsyncSession, order_id: str) -> None:
     if status == counted:
         return
     hour = hour_of(created_at)
-    # The decrement is an UPDATE: PostgreSQL checks an upsert's proposed row (-1) before it finds the conflict.
-    if counted is not None:
+    moves = [(status, 1)] if counted is None else [(counted, -1), (status, 1)]
+    # Cells are locked in status order: two orders of one hour moving opposite ways cannot deadlock.
+    for cell_status, change in sorted(moves):
+        await _move(session, hour, cell_status, currency, change, total)
+    mark = dialect_insert(session, OrderRollupMarkRow).values(order_id=order_id, status=status)
+    await session.execute(mark.on_conflict_do_update(index_elements=["order_id"], set_={"status": status}))
+
+
+async def _move(session: AsyncSession, hour: datetime, status: str, currency: str, orders: int, total: Decimal) -> None:
+    if orders < 0:
+        # An UPDATE: PostgreSQL checks an upsert's proposed row (a count of -1) before it finds the conflict.
         await session.execute(
             update(OrderRollupRow)
-            .where(OrderRollupRow.hour == hour, OrderRollupRow.status == counted, OrderRollupRow.currency == currency)
+            .where(OrderRollupRow.hour == hour, OrderRollupRow.status == status, OrderRollupRow.currency == currency)
             .values(orders=OrderRollupRow.orders - 1, revenue=OrderRollupRow.revenue - total)
             .execution_options(synchronize_session=False)
         )
+        return
     cell = dialect_insert(session, OrderRollupRow).values(
         hour=hour, status=status, currency=currency, orders=1, revenue=total
     )
@@ -56,5 +67,3 @@ async def count_order(session: AsyncSession, order_id: str) -> None:
             set_={"orders": OrderRollupRow.orders + 1, "revenue": OrderRollupRow.revenue + total},
         )
     )
-    mark = dialect_insert(session, OrderRollupMarkRow).values(order_id=order_id, status=status)
-    await session.execute(mark.on_conflict_do_update(index_elements=["order_id"], set_={"status": status}))

@@ -122,3 +122,27 @@ def test_the_migration_counts_the_orders_already_there(tmp_path: Path) -> None:
         ("2026-11-02 11:00:00.000000", "delivered", "EUR", 1, 5),
     ]
     assert marks == {"a": "delivered", "b": "delivered", "c": "delivered", "d": "cancelled"}
+
+
+async def test_orders_of_one_hour_moving_opposite_ways_at_once_are_each_counted_once(sessionmaker: Sessions) -> None:
+    records = OrderRecordActivities(sessionmaker, TEST_KEYRING)
+    ids = [f"o-{n}" for n in range(16)]
+    for n, order_id in enumerate(ids):
+        await records.record_order(received(order_id))
+        first = OrderStatus.ALLOCATING if n % 2 else OrderStatus.BACKORDERED
+        await records.record_status(change(order_id, 1, first))
+
+    # Half go allocating -> backordered while the other half go backordered -> allocating.
+    await asyncio.gather(
+        *(
+            records.record_status(change(order_id, 2, OrderStatus.BACKORDERED if n % 2 else OrderStatus.ALLOCATING))
+            for n, order_id in enumerate(ids)
+        )
+    )
+
+    cells = await rollup_cells(sessionmaker)
+    assert cells == {
+        (T0, "allocating", "EUR"): (8, Decimal("240.00")),
+        (T0, "backordered", "EUR"): (8, Decimal("240.00")),
+    }
+    assert cells == await counted_from_orders(sessionmaker)
