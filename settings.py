@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     task_queue: str = names.TASK_QUEUE
+    # The Temporal UI as operators' browsers reach it: the console links each order to its workflow there.
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+    # The console shows a SKU as low on stock when this many units or fewer are available over all warehouses.
+    low_stock_units: int = Field(default=5, ge=0)
 
     # Review rules.
     review_manual_threshold: Decimal = Decimal("10000.00")
@@ -126,6 +130,12 @@ class Settings(BaseSettings):
     backup_s3_region: str = "us-east-1"
     backup_s3_access_key_id: str = ""
     backup_s3_secret_access_key: str = ""
+
+    # Bulk jobs: how many of a job's items are in flight at once, and the history length past which a
+    # job's run hands over to a new one. Imports may send bodies up to this size.
+    bulk_concurrency: int = Field(default=20, ge=1, le=200)
+    bulk_max_history_events: int = Field(default=4_000, ge=100)
+    bulk_max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=65_536)
 
     # Demand forecast: the demand-forecast schedule the worker registers at start runs this often (daily by
     # default, at midnight UTC; empty or 0 registers none), reading this many days of orders, so many SKUs

@@ -1,4 +1,4 @@
-"""The Temporal worker: runs the order, replenishment, return, backup and demand forecast workflows and
+"""The Temporal worker: runs the order, replenishment, return, bulk job, backup and demand forecast workflows and
 every activity, and beside them the dispatcher of order events to webhook subscribers.
 
 `python worker.py` registers the demand-forecast schedule, then runs until SIGINT or SIGTERM and
@@ -25,6 +25,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.backup import BackupActivities
+from activities.bulk import BulkActivities
 from activities.carrier import CarrierActivities
 from activities.customers import CustomerActivities
 from activities.finance import FinanceActivities
@@ -35,6 +36,7 @@ from activities.orders import OrderRecordActivities
 from activities.purchasing import PurchasingActivities
 from activities.returns import ReturnActivities
 from activities.review import ReviewActivities
+from api.order_client import OrderClient
 from db.engine import create_engine, create_sessionmaker
 from forecast_schedule import ensure_forecast_schedule
 from logging_config import configure_logging
@@ -44,6 +46,7 @@ from settings import Settings, get_settings
 from temporal_client import connect, metrics_runtime
 from webhook_dispatcher import WebhookDispatcher
 from workflows.backup import BackupWorkflow
+from workflows.bulk import BulkJobWorkflow
 from workflows.forecast import DemandForecastWorkflow, PurchaseRequestWorkflow
 from workflows.order import OrderWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
@@ -75,6 +78,8 @@ def build_worker(
     backups = BackupActivities(settings)
     returns = ReturnActivities(sessionmaker, http, client, settings)
     forecasts = ForecastActivities(sessionmaker, http, settings)
+    # Bulk jobs touch orders through the one order client the API uses.
+    bulk = BulkActivities(OrderClient(client, sessionmaker, settings, keyring))
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
@@ -82,6 +87,7 @@ def build_worker(
             OrderWorkflow,
             ReplenishmentWorkflow,
             ReturnWorkflow,
+            BulkJobWorkflow,
             BackupWorkflow,
             DemandForecastWorkflow,
             PurchaseRequestWorkflow,
@@ -114,6 +120,8 @@ def build_worker(
             returns.void_return_label,
             returns.receive_return_goods,
             returns.refund_return,
+            bulk.act_on_order,
+            bulk.place_order,
             # The backup-periodic schedule's runs (backup/schedule.py).
             backups.take_backup,
             # The demand-forecast schedule's runs, and purchase requests of accepted suggestions.

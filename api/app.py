@@ -24,6 +24,7 @@ from api.metrics import ApiMetrics, RequestMetrics
 from api.routes import (
     analytics,
     audit,
+    bulk,
     codec,
     forecast,
     health,
@@ -36,6 +37,7 @@ from api.routes import (
     subscriptions,
     webhooks,
 )
+from console.app import install as install_console
 from db.engine import create_engine, create_sessionmaker
 from security.api_keys import InvalidKey, ensure_admin_key
 from security.keyring import Keyring, load_keyring
@@ -88,7 +90,9 @@ def create_app(
         settings.auth_failure_limit, settings.auth_failure_window_seconds, settings.auth_block_seconds
     )
     # The guard is outermost: a blocked source is refused before its body is read.
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit, max_bytes=settings.max_body_bytes, larger={"/bulk/orders": settings.bulk_max_body_bytes}
+    )
     app.add_middleware(Guard, blocker=blocker)
     app.add_middleware(codec.CodecCORS, origins=settings.codec_cors_origins)
     # Outermost of all, so every answer is counted, the guard's refusals included.
@@ -98,6 +102,7 @@ def create_app(
     for router in (
         orders.router,
         returns.router,
+        bulk.router,
         inventory.router,
         purchasing.router,
         forecast.suggestions,
@@ -113,6 +118,7 @@ def create_app(
         metrics.router,
     ):
         app.include_router(router)
+    install_console(app)
     return app
 
 

@@ -21,7 +21,7 @@ from api.errors import Forbidden, Unauthenticated
 from security.api_keys import Principal, Role, authenticate
 
 # Open to anyone: probes, the API's own description, the carrier's webhook (signed instead) and the
-# codec sign-in page (which only asks for a key).
+# codec's and the console's sign-in pages (which only ask for a key).
 PUBLIC_PATHS = frozenset(
     {
         "/healthz",
@@ -32,8 +32,11 @@ PUBLIC_PATHS = frozenset(
         "/openapi.json",
         "/webhooks/carrier",
         "/codec/login",
+        "/console/login",
     }
 )
+# Open too: the console's stylesheet and script, which hold nothing secret.
+PUBLIC_PREFIXES = ("/console/static/",)
 # Probes are answered even for a source blocked after failed authentications, so that a
 # load balancer sharing an address with a key guesser does not take the API out of service.
 PROBE_PATHS = frozenset({"/healthz", "/readyz"})

@@ -29,6 +29,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from db.orders import IdempotencyConflict, InvalidCursor
 from db.stock import StockBelowReserved, StockError, UnknownSku
+from domain.bulk import ImportRefused, InvalidPageCursor, TooManyOrders
+from models.bulk import RowsInvalid
 from security.codec import CodecRequestError
 from security.keyring import DecryptionFailed, KeyringError
 from security.ssrf import UnsafeUrl
@@ -206,6 +208,8 @@ _DOMAIN_ERRORS: list[tuple[type[Exception], int]] = [
 # (exception, where, error type, message; None to use the exception's own).
 _FIELD_REFUSALS: list[tuple[type[Exception], list[str | int], str, str | None]] = [
     (InvalidCursor, ["query", "cursor"], "invalid_cursor", "not a cursor this service handed out"),
+    (InvalidPageCursor, ["query", "cursor"], "invalid_cursor", "not a cursor this service handed out"),
+    (TooManyOrders, ["body", "filter"], "too_many_orders", None),
     (
         IdempotencyConflict,
         ["header", "Idempotency-Key"],
@@ -308,6 +312,12 @@ def error_response(
     return _detail(status_code, detail, retry_after, headers)
 
 
+async def _import_refused(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ImportRefused)
+    body = RowsInvalid(detail=exc.problems)
+    return JSONResponse(body.model_dump(mode="json"), status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
 async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     return _detail(exc.status_code, exc.detail, exc.retry_after, exc.headers)
@@ -374,6 +384,7 @@ async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(ImportRefused, _import_refused)
     app.add_exception_handler(HTTPException, _http_error)
     for exc_type, status_code in _DOMAIN_ERRORS:
         app.add_exception_handler(exc_type, _domain_handler(status_code))

@@ -14,7 +14,10 @@ Every HTTP request passes the guard before FastAPI reads its body:
    so a caller without a usable key learns nothing, not even whether its body would parse;
    unknown paths included. The route's `require_role` then checks the role. CORS preflights
    (OPTIONS), which browsers send without credentials, pass unauthenticated: no route serves
-   OPTIONS, so they reach nothing but a CORS middleware or a 405.
+   OPTIONS, so they reach nothing but a CORS middleware or a 405. Besides the Authorization
+   header, the codec endpoint takes the key of its session cookie, and the operator console
+   (console/) the key of its own; a console visitor without a usable session is sent to its
+   sign-in page (303) instead of being answered 401.
 4. Once the status code is known, and before the response leaves, a mutating request (POST,
    PUT, PATCH, DELETE) or a refusal for who the caller is (401, 403, 429) is appended to the
    audit log in a transaction of its own, and security events go to the structured log under
@@ -25,6 +28,7 @@ Blocks are counted per API process (security.limits).
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,14 +39,16 @@ from fastapi import FastAPI, Request
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import cookie_parser
+from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.auth import PROBE_PATHS, PUBLIC_PATHS
+from api.auth import PROBE_PATHS, PUBLIC_PATHS, PUBLIC_PREFIXES
 from api.errors import RETRY_AFTER_SECONDS, Unauthenticated, database_unavailable, error_response
 from api.route_templates import RouteTemplates
 from api.routes.codec import PREFIX as CODEC_PREFIX
 from api.routes.codec import SESSION_COOKIE as CODEC_SESSION_COOKIE
 from api.routes.codec import session_key
+from console import session as console_session
 from db.audit import append_entry
 from db.engine import statement_by_statement
 from models.audit import AuditEntry, AuditOutcome
@@ -130,7 +136,7 @@ class Guard:
             detail = "too many failed authentications from this address; try again later"
             await error_response(429, detail, retry_after=retry_after(wait))(scope, receive, send)
             return
-        if exchange.path in PUBLIC_PATHS or exchange.method == "OPTIONS":
+        if exchange.path in PUBLIC_PATHS or exchange.path.startswith(PUBLIC_PREFIXES) or exchange.method == "OPTIONS":
             await self.app(scope, receive, send)
             return
         try:
@@ -145,6 +151,13 @@ class Guard:
                 scope, receive, send
             )
             return
+        if principal is None and console_session.is_console_path(exchange.path) and "authorization" not in headers:
+            # A person at a browser (a key in the header is a program's, answered 401): to the sign-in
+            # page, and back here afterwards (to a page, not to the target of a form).
+            back = exchange.path if exchange.method == "GET" else console_session.PREFIX
+            query = scope.get("query_string", b"").decode("latin-1") if exchange.method == "GET" else ""
+            await RedirectResponse(console_session.login_location(back, query), status_code=303)(scope, receive, send)
+            return
         if principal is None:
             refusal = Unauthenticated()
             await error_response(401, refusal.detail, headers=refusal.headers)(scope, receive, send)
@@ -155,14 +168,28 @@ class Guard:
             await self.app(scope, receive, send)
 
     def _credentials(self, app: FastAPI, headers: Headers, exchange: _Exchange) -> str | None:
-        """The Authorization header; for the codec endpoint, the key in its session cookie will do too."""
+        """The Authorization header; for the codec endpoint and the console, the key in their session cookie."""
         authorization = headers.get("authorization")
-        if authorization is not None or not exchange.path.startswith(CODEC_PREFIX + "/"):
+        if authorization is not None:
             return authorization
-        cookie = cookie_parser(headers.get("cookie", "")).get(CODEC_SESSION_COOKIE)
+        secret = app.state.settings.api_key_hash_secret
+        cookies = cookie_parser(headers.get("cookie", ""))
+        if exchange.path.startswith(CODEC_PREFIX + "/"):
+            cookie = cookies.get(CODEC_SESSION_COOKIE)
+            key = session_key(cookie, secret) if cookie else None
+        elif console_session.is_console_path(exchange.path):
+            cookie = cookies.get(console_session.COOKIE)
+            if cookie and console_session.signed(cookie, secret):
+                key = console_session.session_key(cookie, secret, time.time())
+                if key is None:
+                    # A session of ours that has ended: sign in again; no guess.
+                    return None
+            else:
+                key = None
+        else:
+            return None
         if not cookie:
             return None
-        key = session_key(cookie, app.state.settings.api_key_hash_secret)
         exchange.signed_session = key is not None
         # An unsigned value is taken as a key presented, wrong unless it is one.
         return f"Bearer {key or cookie}"
@@ -196,7 +223,8 @@ class Guard:
             action = f"{exchange.method} {template or exchange.path}"[:100]
             outcome = _outcome(exchange)
             self._count_and_log(exchange, action, outcome)
-            if exchange.method in MUTATING_METHODS or exchange.status in REFUSED_FOR_WHO:
+            refused = exchange.status in REFUSED_FOR_WHO or outcome == AuditOutcome.UNAUTHENTICATED
+            if exchange.method in MUTATING_METHODS or refused:
                 ids = scope.get("state", {}).get(_TARGET_STATE) or ids
                 await self._audit(scope["app"], exchange, action, outcome, _target(ids))
         except Exception:
@@ -259,7 +287,8 @@ def _request_id(offered: str | None) -> str:
 
 def _outcome(exchange: _Exchange) -> AuditOutcome:
     status = exchange.status or 500
-    if status == 401:
+    # Answered 401, or for a console page sent to sign in (303).
+    if status == 401 or (exchange.auth_failure is not None and exchange.principal is None):
         return AuditOutcome.UNAUTHENTICATED
     if status == 403:
         return AuditOutcome.FORBIDDEN

@@ -221,16 +221,28 @@ class OrderClient:
         raise OrderClosed(_execution_status(description.status))
 
     async def cancel(
-        self, order_id: str, reason: str, *, actor: str = "api", client_id: str | None = None
+        self,
+        order_id: str,
+        reason: str,
+        *,
+        actor: str = "api",
+        client_id: str | None = None,
+        update_id: str | None = None,
     ) -> OrderView:
-        """The order once the cancellation is applied; ActionRefused with the order's reason when it refuses."""
-        command = CancelCommand(reason=reason, actor=actor)
-        return OrderView.of(await self._update(order_id, UPDATE_CANCEL, command, client_id))
+        """The order once the cancellation is applied; ActionRefused with the order's reason when it refuses.
 
-    async def review(self, order_id: str, approve: bool, note: str | None, *, actor: str = "operator") -> OrderView:
+        Sent again with the same `update_id`, a cancellation already applied answers as the first time.
+        """
+        command = CancelCommand(reason=reason, actor=actor)
+        return OrderView.of(await self._update(order_id, UPDATE_CANCEL, command, client_id, update_id))
+
+    async def review(
+        self, order_id: str, approve: bool, note: str | None, *, actor: str = "operator", update_id: str | None = None
+    ) -> OrderView:
         """The order once the operator's decision is applied; ActionRefused when it is not waiting for one."""
         update = UPDATE_APPROVE if approve else UPDATE_REJECT
-        return OrderView.of(await self._update(order_id, update, ReviewCommand(note=note, actor=actor)))
+        command = ReviewCommand(note=note, actor=actor)
+        return OrderView.of(await self._update(order_id, update, command, update_id=update_id))
 
     async def track(self, event: TrackingEvent) -> None:
         """Hand a carrier event to its order; an event for an order that has finished is dropped."""
@@ -244,7 +256,9 @@ class OrderClient:
             await self._describe(handle, event.order_id)
             log.info("late tracking event dropped", order_id=event.order_id, event_id=event.event_id)
 
-    async def _update(self, order_id: str, update: str, command: Any, client_id: str | None = None) -> OrderState:
+    async def _update(
+        self, order_id: str, update: str, command: Any, client_id: str | None = None, update_id: str | None = None
+    ) -> OrderState:
         record = await self._record(order_id)
         if client_id is not None:
             await self._ensure_owned(order_id, record, client_id)
@@ -253,7 +267,7 @@ class OrderClient:
         handle = self._handle(order_id)
         try:
             state: OrderState = await handle.execute_update(
-                update, command, result_type=OrderState, rpc_timeout=self._timeout
+                update, command, id=update_id, result_type=OrderState, rpc_timeout=self._timeout
             )
             return state
         except WorkflowUpdateFailedError as error:

@@ -119,10 +119,27 @@ async def stock_level(session: AsyncSession, sku: str) -> StockLevel | None:
         .where(StockRow.sku == sku)
         .order_by(StockRow.warehouse)
     )
-    warehouses = [
-        WarehouseStock(warehouse=warehouse, on_hand=on_hand, reserved=reserved, available=on_hand - reserved)
-        for warehouse, on_hand, reserved in rows
-    ]
+    return _level(sku, [WarehouseStock(warehouse=w, on_hand=o, reserved=r, available=o - r) for w, o, r in rows])
+
+
+async def stock_levels(session: AsyncSession) -> list[StockLevel]:
+    """Every SKU's stock over all warehouses and per warehouse, by SKU (one with no stock row yet has none)."""
+    rows = await session.execute(
+        select(SkuRow.sku, StockRow.warehouse, StockRow.on_hand, StockRow.reserved)
+        .outerjoin(StockRow, StockRow.sku == SkuRow.sku)
+        .order_by(SkuRow.sku, StockRow.warehouse)
+    )
+    warehouses: dict[str, list[WarehouseStock]] = defaultdict(list)
+    for sku, warehouse, on_hand, reserved in rows:
+        stock = warehouses[sku]
+        if warehouse is not None:
+            stock.append(
+                WarehouseStock(warehouse=warehouse, on_hand=on_hand, reserved=reserved, available=on_hand - reserved)
+            )
+    return [_level(sku, stock) for sku, stock in warehouses.items()]
+
+
+def _level(sku: str, warehouses: list[WarehouseStock]) -> StockLevel:
     on_hand = sum(w.on_hand for w in warehouses)
     reserved = sum(w.reserved for w in warehouses)
     return StockLevel(sku=sku, on_hand=on_hand, reserved=reserved, available=on_hand - reserved, warehouses=warehouses)

@@ -82,3 +82,17 @@ RETURN_WORKFLOW_ID_PREFIX = "return-"
 
 def return_workflow_id(return_id: str) -> str:
     return f"{RETURN_WORKFLOW_ID_PREFIX}{return_id}"
+
+
+# The bulk job workflow (workflows/bulk.py): its query, updates and id.
+BULK_WORKFLOW = "BulkJobWorkflow"
+QUERY_BULK_PROGRESS = "progress"
+UPDATE_BULK_RETRY = "retry_failed"
+UPDATE_BULK_CANCEL = "cancel_job"
+# Memo of a bulk job: the API client an import belongs to, readable however the job ended.
+MEMO_JOB_CLIENT_ID = "job_client_id"
+BULK_WORKFLOW_ID_PREFIX = "bulk-"
+
+
+def bulk_workflow_id(job_id: str) -> str:
+    return f"{BULK_WORKFLOW_ID_PREFIX}{job_id}"

@@ -169,6 +169,7 @@ class StackConfig:
         # The Temporal UI calls the codec endpoint from the browser, from this stack's UI origin.
         ui = self.temporal_ui_port
         env.setdefault("OMS_CODEC_CORS_ORIGINS", f"http://127.0.0.1:{ui},http://localhost:{ui}")
+        env.setdefault("OMS_TEMPORAL_UI_URL", f"http://127.0.0.1:{ui}")
         if key_file is not None:
             env["OMS_ENCRYPTION_KEY_FILE"] = str(key_file)
         # Backups (the worker takes the scheduled ones) of this stack's Temporal file, beside the data folder.

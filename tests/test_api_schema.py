@@ -95,13 +95,18 @@ def run_schemathesis(openapi: dict[str, Any], base_url: str, headers: dict[str, 
             # Rules no schema can state, so a schema-valid request may rightly be refused: only a client
             # key has a client id, a subscription URL must resolve to a public address, an audit
             # cursor must be one the service handed out, an analytics period runs forwards, at most a
-            # year, between 1970 and 2999.
+            # year, between 1970 and 2999; a bulk action's filter matches between 1 and 1,000 orders, an
+            # import's external_refs are its own and its CSV has the documented columns, a job's cursor
+            # is one the service handed out.
             "operations": [
                 {"include-name": name, "checks": {"positive_data_acceptance": {"enabled": False}}}
                 for name in (
                     "POST /keys",
                     "POST /webhooks/subscriptions",
                     "GET /audit",
+                    "POST /bulk/actions",
+                    "POST /bulk/orders",
+                    "GET /bulk/{job_id}",
                     *(
                         f"GET /analytics/{part}"
                         for part in ("summary", "orders", "fulfilment", "skus", "customers", "returns")

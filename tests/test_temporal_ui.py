@@ -1,7 +1,6 @@
 """Operators in a real browser: the Temporal UI of `make run`, and the codec sign-in, in Chromium.
 
-Playwright drives Debian's Chromium (TEST_CHROMIUM, which `make test` sets through
-scripts/install-chromium.sh; else `chromium` on the PATH): it never downloads a browser of its
+Playwright drives Debian's Chromium (tests/browsers.py): it never downloads a browser of its
 own, and a missing browser fails these tests. One local stack, started as `make run` starts it
 on free ports, serves the whole module; each test has a browser context of its own, so it starts
 with no cookie and none of the UI's settings stored. Screenshots of what the operator saw are
@@ -13,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -23,10 +21,11 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, Response, ViewportSize, async_playwright, expect
+from playwright.async_api import Browser, Page, Response, ViewportSize, expect
 
 from scripts.local_stack import ADMIN_KEY_FILE, DEMO_ORDER
 from settings import Settings
+from tests.browsers import chromium
 from tests.keys import bearer
 from tests.test_local_stack import (
     alive,
@@ -41,16 +40,6 @@ from tests.test_local_stack import (
 # Every test here reaches the whole stack, through a fixture the tiers do not know.
 pytestmark = pytest.mark.system
 
-# Without the background-networking flags Chromium reaches out to the network on its own.
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 DESKTOP: ViewportSize = {"width": 1400, "height": 1000}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 # What the UI shows while its codec endpoint refuses it.
@@ -124,19 +113,10 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
                     os.killpg(pid, signal.SIGKILL)
 
 
-def chromium_path() -> str:
-    path = os.environ.get("TEST_CHROMIUM") or shutil.which("chromium")
-    if not path:
-        pytest.fail("no Chromium: run the suite with `make test`, which installs Debian's chromium package")
-    return path
-
-
 @pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_FLAGS)
-        yield browser
-        await browser.close()
+    async with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture

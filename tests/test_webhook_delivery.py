@@ -230,7 +230,7 @@ async def test_a_subscriber_gets_each_status_change_of_an_order_once_signed(
         timeline, shipping = entries(order), entries(order, {"shipped", "delivered"})
         everything = await until_taken(subscriber, "everything", len(timeline))
         await until_taken(subscriber, "shipping", len(shipping))
-        rows = await outbox(stack.sessionmaker, order_id)
+        rows = await eventually(lambda: marked_delivered(stack.sessionmaker, order_id), timeout=30)
 
     assert as_entries(everything) == timeline
     assert {"received", "allocating", "fulfilling", "shipped", "delivered"} <= {status for _, status, _ in timeline}

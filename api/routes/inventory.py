@@ -7,7 +7,8 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Response, status
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
 from temporalio.service import RPCError
 
 from api.auth import require_role
@@ -20,6 +21,7 @@ from models.inventory import StockLevel
 from models.order import SKU_PATTERN
 from models.purchasing import StockReceived
 from security.api_keys import Role
+from settings import Settings
 from temporal_client import signal_replenishment
 
 router = APIRouter(prefix="/inventory", tags=["inventory"], responses=error_responses(401, 403))
@@ -93,6 +95,24 @@ async def receive(
     A 503 after the booking (Temporal did not answer) names the receipt id: send the receipt again with
     it as Idempotency-Key, which books nothing twice and wakes the orders.
     """
+    level, booked = await book_receipt(sessionmaker, client, settings, sku, receipt, receipt_id)
+    if not booked:
+        response.status_code = status.HTTP_200_OK
+    return level
+
+
+async def book_receipt(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    client: Client,
+    settings: Settings,
+    sku: str,
+    receipt: StockReceipt,
+    receipt_id: str | None = None,
+) -> tuple[StockLevel, bool]:
+    """Book a delivery once per receipt id and wake the orders waiting for the SKU (the API's and the console's).
+
+    Returns the SKU's level and whether this call booked it (False: booked before, nothing changed).
+    """
     receipt_id = receipt_id or str(uuid.uuid4())
     async with sessionmaker.begin() as session:
         booked = await receive_stock(session, sku, receipt.warehouse, receipt.quantity, receipt_id)
@@ -112,6 +132,4 @@ async def receive(
         if not temporal_unavailable(error):
             raise
         raise ReceiptNotPassedOn(sku, receipt_id) from error
-    if not booked:
-        response.status_code = status.HTTP_200_OK
-    return level
+    return level, booked

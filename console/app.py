@@ -1,0 +1,55 @@
+"""The console's routers and assets, joined to the API by `install(app)`."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
+
+from api.errors import ApiError
+from console import auth, dashboard, inventory, orders
+from console.layout import HERE, STATIC_PATH, render
+from console.session import is_console_path
+
+ROUTERS: list[APIRouter] = [auth.router, orders.router, inventory.router, dashboard.router]
+
+
+def install(app: FastAPI) -> None:
+    """Serve the console's pages and assets; call after the API's error handlers are installed."""
+    for router in ROUTERS:
+        app.include_router(router)
+    app.mount(STATIC_PATH, StaticFiles(directory=HERE / "static"), name="console-static")
+    _explain_refusals_as_pages(app)
+
+
+def _explain_refusals_as_pages(app: FastAPI) -> None:
+    """A refusal on a console page (403 for a role, a form that does not validate) reads as a page there;
+    elsewhere, and to a program sending its key in the header, it stays the API's JSON."""
+    api_error = app.exception_handlers[ApiError]
+    invalid = app.exception_handlers[RequestValidationError]
+
+    def for_a_person(request: Request) -> bool:
+        return is_console_path(request.url.path) and not request.headers.get("authorization")
+
+    async def refused(request: Request, exc: Exception) -> Response:
+        if not for_a_person(request) or not isinstance(exc, ApiError):
+            return await _answer(api_error(request, exc))
+        viewer = getattr(request.state, "principal", None)
+        return render(request, "problem.html", viewer, status_code=exc.status_code, problem=exc.detail)
+
+    async def unreadable(request: Request, exc: Exception) -> Response:
+        if not for_a_person(request):
+            return await _answer(invalid(request, exc))
+        viewer = getattr(request.state, "principal", None)
+        return render(request, "problem.html", viewer, status_code=422, problem="the form could not be read")
+
+    app.add_exception_handler(ApiError, refused)
+    app.add_exception_handler(RequestValidationError, unreadable)
+
+
+async def _answer(answer: Response | Awaitable[Response]) -> Response:
+    return await answer if inspect.isawaitable(answer) else answer

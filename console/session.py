@@ -1,0 +1,79 @@
+"""The console's session cookie and the CSRF token tied to it.
+
+Signing in exchanges an API key (presented once, in the Authorization header of
+POST /console/session) for a cookie holding the key, the moment the session ends, a random nonce and
+this service's signature of them. The cookie is HttpOnly, SameSite=Strict and limited to /console; the guard reads
+it on every console request (api.guard), so the key is checked as it is now, revoked or locked keys
+included. A session ends after SESSION_SECONDS whatever the browser keeps.
+
+Every state-changing form carries a CSRF token derived from the session cookie: a page of another
+site can neither read it nor compute it, and it changes with each sign-in.
+
+Nothing here imports the rest of the console, so the guard can read sessions without loading pages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from urllib.parse import quote
+
+PREFIX = "/console"
+COOKIE = "oms_console_session"
+SESSION_SECONDS = 8 * 3600
+LOGIN_PATH = f"{PREFIX}/login"
+# Where a person lands after signing in, unless a page sent them to sign in.
+HOME = f"{PREFIX}/orders"
+# The form field every state-changing console form sends its CSRF token in.
+CSRF_FIELD = "csrf"
+
+
+def _mac(secret: str, purpose: str, text: str) -> str:
+    return hmac.new(secret.encode(), f"console-{purpose}:{text}".encode(), hashlib.sha256).hexdigest()
+
+
+def session_cookie(key: str, secret: str, now: float) -> str:
+    """The cookie's value for a session of `key` opened at `now` (unix seconds); each sign-in's is its own."""
+    sealed = f"{key}.{int(now) + SESSION_SECONDS}.{secrets.token_hex(8)}"
+    return f"{sealed}.{_mac(secret, 'session', sealed)}"
+
+
+def signed(cookie: str, secret: str) -> bool:
+    """Whether this service signed the cookie, expired or not."""
+    sealed, dot, signature = cookie.rpartition(".")
+    return bool(dot) and hmac.compare_digest(signature.encode(), _mac(secret, "session", sealed).encode())
+
+
+def session_key(cookie: str, secret: str, now: float) -> str | None:
+    """The key of a session this service opened and that has not ended; None for anything else."""
+    if not signed(cookie, secret):
+        return None
+    key, ends, _nonce, _signature = cookie.rsplit(".", 3) if cookie.count(".") >= 3 else ("", "", "", "")
+    return key if key and ends.isdigit() and now < int(ends) else None
+
+
+def csrf_token(cookie: str, secret: str) -> str:
+    """The token the session's forms carry."""
+    return _mac(secret, "csrf", cookie)
+
+
+def csrf_valid(cookie: str | None, token: str | None, secret: str) -> bool:
+    return bool(cookie and token) and hmac.compare_digest(str(token).encode(), csrf_token(str(cookie), secret).encode())
+
+
+def is_console_path(path: str) -> bool:
+    return path == PREFIX or path.startswith(PREFIX + "/")
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after signing in: a console page of this service, never another site."""
+    if target and is_console_path(target) and not target.startswith("//") and "\\" not in target:
+        return target
+    return HOME
+
+
+def login_location(path: str, query: str = "") -> str:
+    """The sign-in page, asked to come back to `path` (with its query) afterwards."""
+    back = f"{path}?{query}" if query else path
+    return f"{LOGIN_PATH}?next={quote(back, safe='/')}"

@@ -1,0 +1,402 @@
+"""The operator console over HTTP: signing in and out, the session cookie, CSRF, and who sees what.
+
+The API alone over real HTTP, on real PostgreSQL, with keys made as an admin makes them; a
+browser is played by an HTTP client that keeps cookies. The pages in a real browser are
+tests/test_console_browser.py.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from http.cookies import SimpleCookie
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from console.session import COOKIE, SESSION_SECONDS, csrf_token, session_cookie
+from db.stock import set_on_hand, stock_level
+from models.order import OrderStatus
+from security.api_keys import Role, new_key, revoke_key, split_key
+from settings import Settings
+from tests.keys import Keys, bearer
+from tests.test_api import stored_order
+from tests.test_auth import serving
+
+Sessions = async_sessionmaker[AsyncSession]
+SECRET = Settings().api_key_hash_secret
+NAMES = {Role.OPERATOR: "operations desk", Role.PURCHASING: "purchasing desk", Role.ADMIN: "admin"}
+
+# The console's routes and who may use them besides admins (with a session or a key in the header);
+# anyone else signed in is refused 403, and a visitor without a session is sent to sign in.
+# test_auth.test_every_route_has_a_rule counts these as decided.
+STAFF = {Role.OPERATOR, Role.PURCHASING}
+CONSOLE_RULES: dict[tuple[str, str], set[Role]] = {
+    ("GET", "/console"): STAFF,
+    ("POST", "/console/session"): STAFF,
+    ("POST", "/console/logout"): STAFF,
+    ("GET", "/console/dashboard"): STAFF,
+    ("GET", "/console/orders"): STAFF,
+    ("GET", "/console/orders/{order_id}"): STAFF,
+    ("POST", "/console/orders/{order_id}/actions"): {Role.OPERATOR},
+    ("GET", "/console/inventory"): STAFF,
+    ("POST", "/console/inventory/receipts"): {Role.PURCHASING},
+}
+CONSOLE_OPEN = {("GET", "/console/login")}
+
+
+@pytest.fixture
+def temporal(dev_server_env: WorkflowEnvironment) -> Client:
+    return dev_server_env.client
+
+
+@pytest.fixture
+async def console(temporal: Client, database_url: str, sessionmaker: Sessions, task_queue: str) -> AsyncIterator[str]:
+    """The API's base URL; it never blocks the test's address, which makes many wrong guesses."""
+    async with serving(temporal, database_url, sessionmaker, task_queue, auth_failure_limit=1000) as base_url:
+        yield base_url
+
+
+def browser(base_url: str) -> httpx.AsyncClient:
+    """An HTTP client that keeps cookies and does not follow redirects, as a test of what a browser is told."""
+    return httpx.AsyncClient(base_url=base_url, timeout=30)
+
+
+@asynccontextmanager
+async def signed_in(base_url: str, key: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with browser(base_url) as http:
+        opened = await http.post("/console/session", headers=bearer(key))
+        assert opened.status_code == 204, opened.text
+        yield http
+
+
+def listed(page: httpx.Response) -> list[str]:
+    """The order ids of a list page, top to bottom."""
+    return re.findall(r'<tr data-row data-order="([^"]+)"', page.text)
+
+
+def csrf_of(page: httpx.Response) -> str:
+    match = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text)
+    assert match, "no CSRF field on the page"
+    return match.group(1)
+
+
+# Signing in
+
+
+async def test_a_visitor_without_a_session_is_sent_to_sign_in_and_back(console: str) -> None:
+    async with browser(console) as http:
+        page = await http.get("/console/dashboard?tab=week")
+        home = await http.get("/console")
+        form = await http.post("/console/logout")
+        login = await http.get(page.headers["location"])
+
+    assert page.status_code == 303
+    assert page.headers["location"] == "/console/login?next=/console/dashboard%3Ftab%3Dweek"
+    assert (home.status_code, home.headers["location"]) == (303, "/console/login?next=/console")
+    # A form sent without a session returns to the console's home, not to the form's target.
+    assert (form.status_code, form.headers["location"]) == (303, "/console/login?next=/console")
+    assert login.status_code == 200
+    assert 'id="sign-in"' in login.text
+    assert 'data-next="/console/dashboard?tab=week"' in login.text
+    # Only the console's own script and styles run.
+    assert "script-src 'self'" in login.headers["content-security-policy"]
+    assert "<script>" not in login.text
+
+
+async def test_the_sign_in_page_sends_nobody_to_another_site(console: str) -> None:
+    async with browser(console) as http:
+        answers = [
+            await http.get("/console/login", params={"next": target})
+            for target in ("https://elsewhere.example/console", "//elsewhere.example/console", "/orders")
+        ]
+
+    for answer in answers:
+        assert 'data-next="/console/orders"' in answer.text
+
+
+@pytest.mark.parametrize("role", [Role.OPERATOR, Role.PURCHASING, Role.ADMIN])
+async def test_a_staff_key_opens_a_session_showing_its_name_and_role(console: str, keys: Keys, role: Role) -> None:
+    async with browser(console) as http:
+        opened = await http.post("/console/session", headers=bearer(keys.of(role)))
+        page = await http.get("/console/dashboard")
+
+    assert opened.status_code == 204
+    cookie = SimpleCookie(opened.headers["set-cookie"])[COOKIE]
+    assert (cookie["httponly"], cookie["samesite"], cookie["path"]) == (True, "strict", "/console")
+    assert int(cookie["max-age"]) == SESSION_SECONDS
+    # The cookie holds the key signed; never the key alone.
+    assert cookie.value != keys.of(role)
+    assert page.status_code == 200
+    assert f'<span class="key-name" title="The API key signed in">{NAMES[role]}</span>' in page.text
+    assert f">{role.value}</span>" in page.text
+    for label, path in (
+        ("Orders", "/console/orders"),
+        ("Inventory", "/console/inventory"),
+        ("Dashboard", "/console/dashboard"),
+    ):
+        assert re.search(rf'<a href="{path}" data-go="\w"[^>]*>{label}</a>', page.text), label
+    assert page.headers["x-frame-options"] == "DENY"
+
+
+async def test_a_client_key_cannot_sign_in(console: str, keys: Keys) -> None:
+    async with browser(console) as http:
+        opened = await http.post("/console/session", headers=bearer(keys.client))
+        page = await http.get("/console/dashboard", headers=bearer(keys.client))
+
+    assert opened.status_code == 403
+    assert "set-cookie" not in opened.headers
+    assert page.status_code == 403
+
+
+async def test_a_wrong_key_opens_no_session(console: str) -> None:
+    async with browser(console) as http:
+        opened = await http.post("/console/session", headers=bearer(new_key()))
+        page = await http.get("/console/dashboard")
+
+    assert opened.status_code == 401
+    assert "set-cookie" not in opened.headers
+    assert page.status_code == 303
+
+
+async def test_a_forged_a_stale_or_a_codec_cookie_is_no_session(console: str, keys: Keys) -> None:
+    now = time.time()
+    forged = session_cookie(keys.operator, "not-this-services-secret", now)
+    ended = session_cookie(keys.operator, SECRET, now - SESSION_SECONDS - 1)
+    tampered = session_cookie(keys.purchasing, SECRET, now).replace(keys.purchasing, keys.admin)
+    answers = []
+    for value in (forged, ended, tampered, keys.operator + ".0.00.00"):
+        async with browser(console) as http:
+            http.cookies.set(COOKIE, value, path="/console")
+            answers.append((await http.get("/console/dashboard")).status_code)
+    async with browser(console) as http:
+        assert (await http.post("/codec/session", headers=bearer(keys.operator))).status_code == 204
+        codec_only = await http.get("/console/dashboard")
+
+    assert answers == [303, 303, 303, 303]
+    assert codec_only.status_code == 303
+
+
+async def test_forged_session_cookies_count_towards_blocking_the_address_and_ended_sessions_do_not(
+    temporal: Client, database_url: str, sessionmaker: Sessions, task_queue: str, keys: Keys
+) -> None:
+    ended = session_cookie(keys.operator, SECRET, time.time() - SESSION_SECONDS - 1)
+    forged = session_cookie(keys.operator, "not-this-services-secret", time.time())
+    async with serving(temporal, database_url, sessionmaker, task_queue, auth_failure_limit=3) as base_url:
+
+        async def visit(cookie: str) -> int:
+            async with browser(base_url) as http:
+                http.cookies.set(COOKIE, cookie, path="/console")
+                return (await http.get("/console/dashboard")).status_code
+
+        after_ended = [await visit(ended) for _ in range(5)]
+        after_forged = [await visit(forged) for _ in range(4)]
+
+    assert after_ended == [303] * 5
+    assert after_forged == [303, 303, 303, 429]
+
+
+async def test_a_session_ends_when_its_key_is_revoked(console: str, keys: Keys, sessionmaker: Sessions) -> None:
+    async with signed_in(console, keys.operator) as http:
+        before = await http.get("/console/dashboard")
+        async with sessionmaker.begin() as session:
+            await revoke_key(session, split_key(keys.operator)[0])
+        after = await http.get("/console/dashboard")
+
+    assert before.status_code == 200
+    assert after.status_code == 303
+
+
+# Signing out, and CSRF
+
+
+async def test_signing_out_needs_the_sessions_token_and_ends_the_session(console: str, keys: Keys) -> None:
+    async with signed_in(console, keys.operator) as http:
+        page = await http.get("/console/dashboard")
+        token = csrf_of(page)
+        missing = await http.post("/console/logout")
+        forged = await http.post("/console/logout", data={"csrf": "0" * 64})
+        still_in = await http.get("/console/dashboard")
+        out = await http.post("/console/logout", data={"csrf": token})
+        after = await http.get("/console/dashboard")
+
+    assert (missing.status_code, forged.status_code, still_in.status_code) == (403, 403, 200)
+    assert out.status_code == 303
+    assert out.headers["location"] == "/console/login"
+    assert 'oms_console_session=""' in out.headers["set-cookie"]
+    assert after.status_code == 303
+
+
+async def test_the_csrf_token_belongs_to_one_session(console: str, keys: Keys) -> None:
+    async with signed_in(console, keys.operator) as first, signed_in(console, keys.operator) as second:
+        token_of_first = csrf_of(await first.get("/console/dashboard"))
+        crossed = await second.post("/console/logout", data={"csrf": token_of_first})
+
+    assert crossed.status_code == 403
+    assert token_of_first == csrf_token(str(first.cookies.get(COOKIE)), SECRET)
+
+
+# Assets and the rule for every route
+
+
+async def test_the_consoles_assets_are_served_without_a_session(console: str) -> None:
+    async with browser(console) as http:
+        script = await http.get("/console/static/console.js")
+        styles = await http.get("/console/static/console.css")
+        missing = await http.get("/console/static/nothing-here.js")
+
+    assert (script.status_code, styles.status_code) == (200, 200)
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert styles.headers["content-type"].startswith("text/css")
+    assert missing.status_code == 404
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(CONSOLE_RULES), ids=[f"{m} {p}" for m, p in sorted(CONSOLE_RULES)])
+async def test_a_console_route_admits_only_its_roles(method: str, path: str, console: str, keys: Keys) -> None:
+    allowed = CONSOLE_RULES[(method, path)] | {Role.ADMIN}
+    url = path.format(order_id=uuid.uuid4())
+    async with browser(console) as http:
+        anonymous = await http.request(method, url)
+        answers = {role: (await http.request(method, url, headers=bearer(keys.of(role)))).status_code for role in Role}
+
+    assert anonymous.status_code == 303
+    assert anonymous.headers["location"].startswith("/console/login")
+    for role in Role:
+        if role in allowed:
+            assert answers[role] not in (401, 403), f"{role} refused: {answers}"
+        else:
+            assert answers[role] == 403, f"{role} let through: {answers}"
+
+
+# Orders
+
+
+async def test_the_order_list_shows_the_newest_first_a_page_at_a_time_with_search_and_filters(
+    console: str, keys: Keys, sessionmaker: Sessions
+) -> None:
+    delivered = [await stored_order(sessionmaker, OrderStatus.DELIVERED) for _ in range(3)]
+    cancelled = await stored_order(sessionmaker, OrderStatus.CANCELLED)
+    today = datetime.now(UTC).date()
+    async with signed_in(console, keys.operator) as http:
+        first = await http.get("/console/orders", params={"limit": 2})
+        older = re.search(r'href="(/console/orders\?[^"]*cursor=[^"]+)" rel="next"', first.text)
+        assert older, first.text
+        second = await http.get(older.group(1).replace("&amp;", "&"))
+        by_status = await http.get("/console/orders", params={"status": "cancelled"})
+        by_id = await http.get("/console/orders", params={"q": delivered[0].order_id})
+        by_sku = await http.get("/console/orders", params={"q": "BOLT-7", "status": "delivered"})
+        placed_today = await http.get("/console/orders", params={"created_from": str(today), "created_to": str(today)})
+        placed_tomorrow = await http.get("/console/orders", params={"created_from": str(today + timedelta(days=1))})
+        nonsense = await http.get("/console/orders", params={"q": "a b", "created_to": "soon", "status": "lost"})
+
+    newest_first = [cancelled.order_id, *(order.order_id for order in reversed(delivered))]
+    assert listed(first) == newest_first[:2]
+    assert listed(second) == newest_first[2:]
+    assert 'rel="next"' not in second.text
+    row = first.text[first.text.index(f'data-order="{cancelled.order_id}"') :]
+    row = row[: row.index("</tr>")]
+    for shown in ("C-1", "cancelled", "120.00 EUR", "BOLT-7", today.isoformat()):
+        assert shown in row, shown
+    assert listed(by_status) == [cancelled.order_id]
+    assert listed(by_id) == [delivered[0].order_id]
+    assert listed(by_sku) == [order.order_id for order in reversed(delivered)]
+    assert listed(placed_today) == newest_first
+    assert listed(placed_tomorrow) == []
+    # What cannot be read is said, and left out of the search.
+    assert nonsense.status_code == 200
+    assert "is not a date" in nonsense.text and "unknown status" in nonsense.text and "letters, digits" in nonsense.text
+    assert listed(nonsense) == newest_first
+
+
+async def test_an_order_page_shows_the_order_and_links_its_workflow_in_the_temporal_ui(
+    console: str, keys: Keys, sessionmaker: Sessions
+) -> None:
+    order = await stored_order(sessionmaker, OrderStatus.DELIVERED)
+    async with signed_in(console, keys.operator) as http:
+        page = await http.get(f"/console/orders/{order.order_id}")
+        unknown = await http.get(f"/console/orders/{uuid.uuid4()}")
+
+    assert page.status_code == 200
+    ui = Settings().temporal_ui_url
+    assert f'href="{ui}/namespaces/default/workflows/order-{order.order_id}"' in page.text
+    for shown in ("BOLT-7", "120.00 EUR", "C-1", "delivered", 'id="lines"', 'class="timeline'):
+        assert shown in page.text, shown
+    # Nothing to approve or cancel on a delivered order.
+    assert 'name="action"' not in page.text
+    assert unknown.status_code == 404
+    assert "not found" in unknown.text
+
+
+async def test_purchasing_sees_no_order_actions_and_a_forged_one_is_refused(
+    console: str, keys: Keys, sessionmaker: Sessions
+) -> None:
+    order = await stored_order(sessionmaker, OrderStatus.PENDING_REVIEW)
+    async with signed_in(console, keys.purchasing) as http:
+        listing = await http.get("/console/orders")
+        page = await http.get(f"/console/orders/{order.order_id}")
+        forged = await http.post(
+            f"/console/orders/{order.order_id}/actions", data={"action": "approve", "csrf": csrf_of(listing)}
+        )
+    async with signed_in(console, keys.operator) as http:
+        operators_page = await http.get(f"/console/orders/{order.order_id}")
+        without_token = await http.post(f"/console/orders/{order.order_id}/actions", data={"action": "approve"})
+
+    assert listed(listing) == [order.order_id]
+    for shown in (listing, page):
+        assert 'name="action"' not in shown.text
+        assert 'name="order_id"' not in shown.text
+    assert forged.status_code == 403
+    assert "a purchasing key may not do this" in forged.text
+    assert forged.headers["content-type"].startswith("text/html")
+    assert 'value="approve"' in operators_page.text and 'value="cancel"' in operators_page.text
+    assert without_token.status_code == 403
+    assert "security token is missing or out of date" in without_token.text
+
+
+# Inventory
+
+
+async def test_inventory_shows_stock_per_warehouse_low_stock_and_to_purchasing_the_receipt_form(
+    console: str, keys: Keys, sessionmaker: Sessions
+) -> None:
+    async with sessionmaker.begin() as session:
+        await set_on_hand(session, "MUG-001", "WH-EAST", 40)
+        await set_on_hand(session, "MUG-001", "WH-WEST", 2)
+        await set_on_hand(session, "CHAIR-006", "WH-EAST", 2)
+    async with signed_in(console, keys.operator) as http:
+        operators = await http.get("/console/inventory")
+        refused = await http.post(
+            "/console/inventory/receipts",
+            data={"sku": "CHAIR-006", "warehouse": "WH-EAST", "quantity": "5", "csrf": csrf_of(operators)},
+        )
+    async with signed_in(console, keys.purchasing) as http:
+        purchasings = await http.get("/console/inventory")
+        received = await http.post(
+            "/console/inventory/receipts",
+            data={"sku": "CHAIR-006", "warehouse": "WH-EAST", "quantity": "5", "csrf": csrf_of(purchasings)},
+            follow_redirects=True,
+        )
+        unknown = await http.post(
+            "/console/inventory/receipts",
+            data={"sku": "NO-SUCH", "warehouse": "WH-EAST", "quantity": "5", "csrf": csrf_of(purchasings)},
+        )
+
+    assert re.search(r'data-sku="MUG-001" data-warehouse="WH-WEST">\s*<td>MUG-001</td><td>WH-WEST</td>', operators.text)
+    assert re.search(r'id="low-stock"><span class="low">CHAIR-006</span> \(2\)</p>', operators.text)
+    assert 'id="receive"' not in operators.text and 'id="shortages"' not in operators.text
+    assert refused.status_code == 403
+    assert 'id="receive"' in purchasings.text and 'id="shortages"' in purchasings.text
+    assert received.status_code == 200
+    assert "5 units of CHAIR-006 received at WH-EAST" in received.text
+    assert 'id="low-stock">None.' in received.text
+    async with sessionmaker() as session:
+        level = await stock_level(session, "CHAIR-006")
+    assert level is not None and level.on_hand == 7
+    assert unknown.status_code == 409 and "unknown SKU NO-SUCH" in unknown.text
