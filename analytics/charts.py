@@ -16,9 +16,9 @@ from html import escape
 WIDTH, HEIGHT = 640, 260
 LEFT, RIGHT, TOP, BOTTOM = 48, 12, 20, 32
 PLOT_W, PLOT_H = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-# Colour-blind safe (Okabe-Ito), each paired with a pattern drawn over it.
-COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
-PATTERNS = ("solid", "stripes", "dots", "cross", "rows", "columns", "back-stripes", "grid")
+# Colour-blind safe (Okabe-Ito, then grey and brown), each paired with a pattern drawn over it: one per order status.
+COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000", "#999999", "#7A4A1E")
+PATTERNS = ("solid", "stripes", "dots", "cross", "rows", "columns", "back-stripes", "grid", "checks", "rings")
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,8 @@ def _svg(key: str, title: str, body: list[str], height: int = HEIGHT) -> str:
     )
 
 
-def _patterns(key: str, count: int) -> str:
+def _patterns(key: str, styles: Sequence[int]) -> str:
+    """A fill per series, `{key}-p{n}` for the n-th: the colour and pattern of its style number."""
     shapes = {
         "solid": "",
         "stripes": '<path d="M0 8L8 0" stroke="#fff" stroke-width="2"/>',
@@ -69,10 +70,12 @@ def _patterns(key: str, count: int) -> str:
         "columns": '<path d="M4 0V8" stroke="#fff" stroke-width="2"/>',
         "back-stripes": '<path d="M0 0L8 8" stroke="#fff" stroke-width="2"/>',
         "grid": '<path d="M0 4H8M4 0V8" stroke="#fff" stroke-width="1"/>',
+        "checks": '<path d="M0 0H4V4H0ZM4 4H8V8H4Z" fill="#fff"/>',
+        "rings": '<circle cx="4" cy="4" r="2.4" fill="none" stroke="#fff" stroke-width="1"/>',
     }
     defs = []
-    for index in range(count):
-        colour, pattern = COLOURS[index % len(COLOURS)], PATTERNS[index % len(PATTERNS)]
+    for index, style in enumerate(styles):
+        colour, pattern = COLOURS[style % len(COLOURS)], PATTERNS[style % len(PATTERNS)]
         defs.append(
             f'<pattern id="{key}-p{index}" data-pattern="{pattern}" width="8" height="8" '
             f'patternUnits="userSpaceOnUse"><rect width="8" height="8" fill="{colour}"/>{shapes[pattern]}</pattern>'
@@ -81,10 +84,12 @@ def _patterns(key: str, count: int) -> str:
 
 
 def _y_axis(top: float, unit: str) -> list[str]:
+    # Whole steps for small counts (an axis to 2 reads 0, 1, 2), else quarters.
+    steps = int(top) if top <= 4 and float(top).is_integer() else 4
     parts = []
-    for step in range(5):
-        value = top * step / 4
-        y = TOP + PLOT_H - PLOT_H * step / 4
+    for step in range(steps + 1):
+        value = top * step / steps
+        y = TOP + PLOT_H - PLOT_H * step / steps
         parts.append(
             f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
             f'<text x="{LEFT - 4}" y="{y + 4:.1f}" text-anchor="end" font-size="11">{number(value)}</text>'
@@ -115,14 +120,23 @@ def _legend(key: str, names: Sequence[str], y: float) -> list[str]:
 
 
 def stacked_bars(
-    key: str, title: str, categories: Sequence[str], series: Sequence[tuple[str, Sequence[float]]], unit: str
+    key: str,
+    title: str,
+    categories: Sequence[str],
+    series: Sequence[tuple[str, Sequence[float]]],
+    unit: str,
+    styles: Sequence[int] | None = None,
 ) -> Chart:
-    """A bar per category, stacked by series (bottom first), with a legend; one series makes plain bars."""
+    """A bar per category, stacked by series (bottom first), with a legend; one series makes plain bars.
+
+    `styles` numbers each series' colour and pattern (its position by default), so that a series keeps
+    its look from one chart to the next whichever others are present.
+    """
     totals = [sum(values[index] for _, values in series) for index in range(len(categories))]
     top = axis_top(max(totals, default=0))
     slot = PLOT_W / max(len(categories), 1)
     width = max(slot * 0.7, 1)
-    body = [_patterns(key, len(series)), *_y_axis(top, unit)]
+    body = [_patterns(key, styles or range(len(series))), *_y_axis(top, unit)]
     centres = []
     for index, category in enumerate(categories):
         x = LEFT + slot * index + (slot - width) / 2
@@ -197,7 +211,7 @@ def lines(
     top = axis_top(max((v for _, values in series for v in values if v is not None), default=0))
     slot = PLOT_W / max(len(categories), 1)
     xs = [LEFT + slot * (index + 0.5) for index in range(len(categories))]
-    body = [_patterns(key, len(series)), *_y_axis(top, unit)]
+    body = [_patterns(key, range(len(series))), *_y_axis(top, unit)]
     dashes = ("", "6 4", "2 3", "8 3 2 3")
     for number_, (name, values) in enumerate(series):
         colour = COLOURS[number_ % len(COLOURS)]
@@ -222,6 +236,8 @@ def lines(
                     f'<rect {attrs} x="{x - 3.5:.2f}" y="{y - 3.5:.2f}" width="7" height="7" '
                     f'fill="{colour}">{tip}</rect>'
                 )
+    if all(value is None for _, values in series for value in values):
+        body.append(f'<text x="{LEFT + 8}" y="{TOP + PLOT_H / 2:.0f}" font-size="12">nothing in this period</text>')
     body += _x_labels(categories, xs)
     body += _legend(key, [name for name, _ in series], HEIGHT + 6)
     rows = [

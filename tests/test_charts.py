@@ -8,6 +8,8 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from analytics.charts import ForecastPoint, axis_top, forecast, horizontal_bars, lines, stacked_bars
+from console import figures
+from models.analytics import OrdersSeries, Summary
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -114,3 +116,43 @@ def test_names_are_escaped_so_the_drawing_stays_well_formed() -> None:
     root = ET.fromstring(chart.svg)
     assert title(marks(chart.svg, "rect", "bar")[0]) == '<script>": 1 units'
     assert root.find(f"{SVG}title") is not None
+
+
+def test_the_dashboard_stacks_orders_in_the_order_an_order_moves_and_compares_periods() -> None:
+    series = OrdersSeries.model_validate(
+        {
+            "tz": "UTC",
+            "bucket": "day",
+            "items": [
+                {"start": "2026-11-02", "orders": 3, "by_status": {"delivered": 2, "received": 1}, "revenue": []},
+                {"start": "2026-11-03", "orders": 1, "by_status": {"cancelled": 1}, "revenue": []},
+            ],
+        }
+    )
+    summary = Summary.model_validate(
+        {
+            "tz": "UTC",
+            "current": {
+                "first_day": "2026-11-02",
+                "last_day": "2026-11-03",
+                "orders": 4,
+                "by_currency": [{"currency": "EUR", "orders": 3, "revenue": "90.00", "average_order_value": "30.00"}],
+            },
+            "previous": {"first_day": "2026-10-31", "last_day": "2026-11-01", "orders": 2, "by_currency": []},
+            "change": {
+                "orders_pct": 100.0,
+                "by_currency": [{"currency": "EUR", "revenue_pct": None, "average_order_value_pct": None}],
+            },
+        }
+    )
+
+    chart = figures.orders_chart(series)
+    cards = figures.headlines(summary)
+
+    assert chart.table.columns == ["", "received", "delivered", "cancelled", "total"]
+    assert chart.table.rows == [["2026-11-02", "1", "2", "0", "3"], ["2026-11-03", "0", "0", "1", "1"]]
+    assert [(card.label, card.now, card.before, card.change_pct) for card in cards] == [
+        ("Orders", "4", "2", 100.0),
+        ("Revenue (EUR)", "90.00 EUR", "none", None),
+        ("Average order value (EUR)", "30.00 EUR", "none", None),
+    ]

@@ -42,7 +42,10 @@ CONSOLE_RULES: dict[tuple[str, str], set[Role]] = {
     ("GET", "/console"): STAFF,
     ("POST", "/console/session"): STAFF,
     ("POST", "/console/logout"): STAFF,
-    ("GET", "/console/dashboard"): STAFF,
+    ("GET", "/console/dashboard"): {Role.OPERATOR},
+    ("GET", "/console/purchasing"): {Role.PURCHASING},
+    ("POST", "/console/purchasing/{suggestion_id}/accept"): {Role.PURCHASING},
+    ("POST", "/console/purchasing/{suggestion_id}/dismiss"): {Role.PURCHASING},
     ("GET", "/console/orders"): STAFF,
     ("GET", "/console/orders/{order_id}"): STAFF,
     ("POST", "/console/orders/{order_id}/actions"): {Role.OPERATOR},
@@ -126,7 +129,7 @@ async def test_the_sign_in_page_sends_nobody_to_another_site(console: str) -> No
 async def test_a_staff_key_opens_a_session_showing_its_name_and_role(console: str, keys: Keys, role: Role) -> None:
     async with browser(console) as http:
         opened = await http.post("/console/session", headers=bearer(keys.of(role)))
-        page = await http.get("/console/dashboard")
+        page = await http.get("/console/orders")
 
     assert opened.status_code == 204
     cookie = SimpleCookie(opened.headers["set-cookie"])[COOKIE]
@@ -137,12 +140,16 @@ async def test_a_staff_key_opens_a_session_showing_its_name_and_role(console: st
     assert page.status_code == 200
     assert f'<span class="key-name" title="The API key signed in">{NAMES[role]}</span>' in page.text
     assert f">{role.value}</span>" in page.text
+    # The dashboard's analytics are an operator's, the reorder suggestions purchasing's; an admin's both.
+    own = {Role.OPERATOR: {"Dashboard"}, Role.PURCHASING: {"Purchasing"}, Role.ADMIN: {"Dashboard", "Purchasing"}}
     for label, path in (
         ("Orders", "/console/orders"),
         ("Inventory", "/console/inventory"),
         ("Dashboard", "/console/dashboard"),
+        ("Purchasing", "/console/purchasing"),
     ):
-        assert re.search(rf'<a href="{path}" data-go="\w"[^>]*>{label}</a>', page.text), label
+        shown = re.search(rf'<a href="{path}" data-go="\w"[^>]*>{label}</a>', page.text)
+        assert bool(shown) == (label in own[role] | {"Orders", "Inventory"}), label
     assert page.headers["x-frame-options"] == "DENY"
 
 
@@ -261,7 +268,7 @@ async def test_the_consoles_assets_are_served_without_a_session(console: str) ->
 @pytest.mark.parametrize(("method", "path"), sorted(CONSOLE_RULES), ids=[f"{m} {p}" for m, p in sorted(CONSOLE_RULES)])
 async def test_a_console_route_admits_only_its_roles(method: str, path: str, console: str, keys: Keys) -> None:
     allowed = CONSOLE_RULES[(method, path)] | {Role.ADMIN}
-    url = path.format(order_id=uuid.uuid4())
+    url = path.format(order_id=uuid.uuid4(), suggestion_id=uuid.uuid4())
     async with browser(console) as http:
         anonymous = await http.request(method, url)
         answers = {role: (await http.request(method, url, headers=bearer(keys.of(role)))).status_code for role in Role}
