@@ -94,7 +94,7 @@ def _y_axis(top: float, unit: str) -> list[str]:
             f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
             f'<text x="{LEFT - 4}" y="{y + 4:.1f}" text-anchor="end" font-size="11">{number(value)}</text>'
         )
-    parts.append(f'<text class="unit" x="4" y="11" font-size="11">{escape(unit)}</text>')
+    parts.append(f'<g class="unit"><text x="4" y="11" font-size="11">{escape(unit)}</text></g>')
     return parts
 
 

@@ -17,6 +17,20 @@ from models.order import OrderStatus
 
 # Stacked from the bottom in the order an order moves through them.
 STATUS_ORDER = [status.value for status in OrderStatus]
+# Each status's colour and pattern (analytics.charts' style numbers), the same in every period: blue and
+# green for orders on their way and done, warm colours for those held up, pink and black for the ended.
+STATUS_STYLE = {
+    "received": 0,
+    "pending_review": 1,
+    "rejected": 7,
+    "allocating": 8,
+    "backordered": 5,
+    "fulfilling": 6,
+    "shipped": 4,
+    "delivered": 2,
+    "cancelled": 3,
+    "failed": 9,
+}
 
 
 @dataclass(frozen=True)
@@ -62,7 +76,7 @@ def orders_chart(series: OrdersSeries) -> Chart:
     present = {status for item in series.items for status in item.by_status}
     statuses = [status for status in STATUS_ORDER if status in present] + sorted(present - set(STATUS_ORDER))
     stacks = [(status, [float(item.by_status.get(status, 0)) for item in series.items]) for status in statuses]
-    styles = [STATUS_ORDER.index(status) if status in STATUS_ORDER else len(STATUS_ORDER) for status in statuses]
+    styles = [STATUS_STYLE.get(status, len(STATUS_STYLE)) for status in statuses]
     return stacked_bars("orders", "Orders placed per day, by their status now", days, stacks, "orders", styles)
 
 

@@ -60,7 +60,12 @@ def test_each_series_has_its_own_pattern_and_a_labelled_legend_entry() -> None:
 
     root = ET.fromstring(chart.svg)
     patterns = [p.get("data-pattern") for p in root.iter(f"{SVG}pattern")]
-    legend = [text.text for group in root.iter(f"{SVG}g") for text in group.iter(f"{SVG}text")]
+    legend = [
+        text.text
+        for group in root.iter(f"{SVG}g")
+        if group.get("class") == "legend-item"
+        for text in group.iter(f"{SVG}text")
+    ]
     assert len(set(patterns)) == len(names)
     assert legend == names
     fills = {bar.get("fill") for bar in marks(chart.svg, "rect", "bar")}

@@ -180,7 +180,7 @@ async def test_the_dashboard_draws_the_analytics_apis_numbers_and_a_forecast(sta
     await page.set_viewport_size(PHONE)
     await assert_fits(page)
     if SCREENSHOTS:
-        await page.screenshot(path=DOCS / "dashboard-phone.png")
+        await page.screenshot(path=DOCS / "dashboard-phone.png", full_page=True)
 
     assert errors == []
     assert orders_figure == str(summary["current"]["orders"])
@@ -218,7 +218,7 @@ async def test_purchasing_accepts_a_suggestion_and_purchasing_gets_one_signed_re
         await page.set_viewport_size(DESKTOP)
         await page.screenshot(path=DOCS / "purchasing.png", full_page=True)
         await page.set_viewport_size(PHONE)
-        await page.screenshot(path=DOCS / "purchasing-phone.png")
+        await page.screenshot(path=DOCS / "purchasing-phone.png", full_page=True)
     await row.get_by_role("button", name="Accept").click()
     await expect(page.get_by_role("status")).to_contain_text(f"Accepted: {chosen['quantity']} units of {SHORT_SKU}")
     decided = page.locator(f'#decided tr[data-suggestion="{chosen["suggestion_id"]}"]')
