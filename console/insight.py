@@ -73,7 +73,7 @@ async def dashboard(
         request,
         "dashboard.html",
         viewer,
-        status_code=status.HTTP_422_UNPROCESSABLE_ENTITY if problem else status.HTTP_200_OK,
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT if problem else status.HTTP_200_OK,
         problem=problem,
         first=first,
         last=last,
