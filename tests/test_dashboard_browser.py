@@ -1,15 +1,17 @@
 """The dashboard and purchasing pages in a real browser: charts drawn with the analytics API's numbers, the
 forecast chart, accepting a suggestion; at desktop and phone widths, with no JavaScript error.
 
-The whole service runs in this process (tests/stack.py) over 90 days of demo order history
-(scripts/demo_history.py, written as the order workflow writes its records), a few orders in other
-states, a backorder and a return, and one forecast run. Chromium is Debian's (TEST_CHROMIUM), one
-per module. With CONSOLE_SCREENSHOTS=1 the pages are saved as the README's screenshots in docs/.
+One stack for the module, the whole service in this process (tests/stack.py), over 90 days of demo
+order history (scripts/demo_history.py, written as the order workflow writes its records), a few
+orders in other states, a backorder and a return, and one forecast run; the dashboard's test reads
+it, the purchasing test then accepts a suggestion. Chromium is Debian's (TEST_CHROMIUM), one per
+module. With CONSOLE_SCREENSHOTS=1 the pages are saved as the README's screenshots in docs/.
 """
 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -18,20 +20,22 @@ from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Page, ViewportSize, expect
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import text, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from temporalio.testing import WorkflowEnvironment
 
+from db.engine import create_sessionmaker
 from db.orders import record_order, record_status
 from models.forecast import FORECAST_WORKFLOW, ForecastRequest, ForecastRunSummary
 from models.order import OrderState, OrderStatus, TimelineEvent
 from models.records import RecordOrderInput, StatusChangeInput
-from models.tables import ReturnLineRow, ReturnRow, ShortageRow, StockRow
+from models.tables import Base, ReturnLineRow, ReturnRow, ShortageRow, StockRow
 from scripts import demo_catalogue
 from scripts.demo_history import seed_history
 from tests import builders
 from tests.browsers import chromium
 from tests.conftest import TEST_KEYRING
-from tests.stack import NotYet, Stack, eventually
+from tests.stack import NotYet, Stack, eventually, running_stack
 from tests.test_console_browser import assert_fits
 
 pytestmark = pytest.mark.system
@@ -110,20 +114,27 @@ async def _other_orders(stack: Stack, today: date) -> None:
         )
 
 
-async def seeded(stack: Stack) -> date:
-    """The demo catalogue and history, the other orders, and one forecast run as of today."""
+@pytest.fixture(scope="module")
+async def stack(dev_server_env: WorkflowEnvironment, database_url: str, engine: AsyncEngine) -> AsyncIterator[Stack]:
+    """The service over the demo catalogue and history, the other orders, and one forecast run as of today."""
+    tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+    async with engine.begin() as connection:
+        await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    sessionmaker = create_sessionmaker(engine)
     today = datetime.now(UTC).date()
-    await demo_catalogue.seed(stack.sessionmaker)
-    await seed_history(stack.sessionmaker, TEST_KEYRING, today)
-    await _other_orders(stack, today)
-    await stack.temporal.execute_workflow(
-        FORECAST_WORKFLOW,
-        ForecastRequest(history_days=100, chunk_size=6, as_of=today),
-        id=f"demand-forecast-browser-{today}",
-        task_queue=stack.settings.task_queue,
-        result_type=ForecastRunSummary,
-    )
-    return today
+    task_queue = f"test-dashboard-{uuid.uuid4()}"
+    async with running_stack(dev_server_env.client, database_url, sessionmaker, task_queue) as running:
+        await demo_catalogue.seed(sessionmaker)
+        await seed_history(sessionmaker, TEST_KEYRING, today)
+        await _other_orders(running, today)
+        await running.temporal.execute_workflow(
+            FORECAST_WORKFLOW,
+            ForecastRequest(history_days=100, chunk_size=6, as_of=today),
+            id=f"demand-forecast-{task_queue}",
+            task_queue=task_queue,
+            result_type=ForecastRunSummary,
+        )
+        yield running
 
 
 async def signed_in(
@@ -161,7 +172,6 @@ def number(value: Any) -> str:
 
 
 async def test_the_dashboard_draws_the_analytics_apis_numbers_and_a_forecast(stack: Stack, browser: Browser) -> None:
-    await seeded(stack)
     summary = (await stack.operator.get("/analytics/summary")).json()
     series = (await stack.operator.get("/analytics/orders")).json()["items"]
     returns = (await stack.operator.get("/analytics/returns")).json()
@@ -205,7 +215,6 @@ async def test_the_dashboard_draws_the_analytics_apis_numbers_and_a_forecast(sta
 async def test_purchasing_accepts_a_suggestion_and_purchasing_gets_one_signed_request(
     stack: Stack, browser: Browser
 ) -> None:
-    await seeded(stack)
     suggestions = (await stack.purchasing.get("/purchasing/suggestions")).json()["items"]
     chosen = next(s for s in suggestions if (s["sku"], s["warehouse"]) == (SHORT_SKU, SHORT_WAREHOUSE))
 
