@@ -28,9 +28,11 @@ format: install
 	$(BIN)/ruff check --fix .
 
 # PostgreSQL and Chromium (for the browser tests) are installed from Debian's packages when missing.
+# TEST_PROCESSES test modules run at once, each process on a database of its own (tests/conftest.py).
+TEST_PROCESSES ?= 2
 test: install lint
 	database="$$(scripts/test-postgres.sh)" && browser="$$(scripts/install-chromium.sh)" && \
-	TEST_DATABASE_URL="$$database" TEST_CHROMIUM="$$browser" $(BIN)/pytest
+	TEST_DATABASE_URL="$$database" TEST_CHROMIUM="$$browser" $(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile
 
 # The unit tier (tests/conftest.py): no database, no Temporal server, no TEST_DATABASE_URL.
 test-unit: install

@@ -150,11 +150,14 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
-def configure_logging(level: str = "INFO", json: bool | None = None, stream: TextIO | None = None) -> None:
+def configure_logging(
+    level: str = "INFO", json: bool | None = None, stream: TextIO | None = None, *, cache_loggers: bool = True
+) -> None:
     """Route structlog and stdlib logging through one formatter writing to `stream` (stdout by default).
 
     ``json=None`` picks JSON lines unless the stream is a terminal. Safe to call more
-    than once: the last call wins and no handler is added twice.
+    than once: the last call wins and no handler is added twice. ``cache_loggers=False`` is for
+    a configuration that is undone later (a test's): a logger cached under it would keep it.
     """
     stream = stream or sys.stdout
     if json is None:
@@ -173,7 +176,7 @@ def configure_logging(level: str = "INFO", json: bool | None = None, stream: Tex
         wrapper_class=structlog.stdlib.BoundLogger,
         # Rendering happens in the handler, so loggers cached before a second
         # call still follow the newest renderer.
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache_loggers,
     )
 
     # Exceptions become text before masking, so an e-mail address in an exception message is masked too.

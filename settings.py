@@ -135,7 +135,7 @@ class Settings(BaseSettings):
     # job's run hands over to a new one. Imports may send bodies up to this size.
     bulk_concurrency: int = Field(default=20, ge=1, le=200)
     bulk_max_history_events: int = Field(default=4_000, ge=100)
-    bulk_max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=65_536)
+    bulk_max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=65_536)
 
     # Demand forecast: the demand-forecast schedule the worker registers at start runs this often (daily by
     # default, at midnight UTC; empty or 0 registers none), reading this many days of orders, so many SKUs

@@ -10,6 +10,9 @@ cancellation is sent with an update id of the job's own, so the order applies it
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from temporalio import activity
@@ -24,6 +27,25 @@ if TYPE_CHECKING:
     from api.order_client import OrderClient
 
 ITEM_REFUSED = "BulkItemRefused"
+# An item tells Temporal it is alive this often, so that one whose worker died is tried again within
+# the workflow's heartbeat timeout rather than its whole start-to-close timeout.
+HEARTBEAT_SECONDS = 1.0
+
+
+@asynccontextmanager
+async def heartbeating() -> AsyncIterator[None]:
+    """Heartbeat every HEARTBEAT_SECONDS while the body runs."""
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+
+    beating = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        beating.cancel()
 
 
 class BulkActivities:
@@ -36,19 +58,23 @@ class BulkActivities:
         order_id = item.order_id or item.ref
         update_id = f"{bulk_workflow_id(item.job_id)}:{item.action}"
         try:
-            if item.action == BulkAction.CANCEL:
-                await self._orders.cancel(order_id, item.reason or "", actor=item.actor, update_id=update_id)
-            else:
-                await self._orders.review(
-                    order_id,
-                    approve=item.action == BulkAction.APPROVE,
-                    note=item.reason,
-                    actor=item.actor,
-                    update_id=update_id,
-                )
+            async with heartbeating():
+                await self._act(item, order_id, update_id)
         except (ActionRefused, OrderClosed, OrderNotFound) as refusal:
             raise ApplicationError(refusal.detail, type=ITEM_REFUSED, non_retryable=True) from refusal
         return ItemResult(order_id=order_id)
+
+    async def _act(self, item: ItemInput, order_id: str, update_id: str) -> None:
+        if item.action == BulkAction.CANCEL:
+            await self._orders.cancel(order_id, item.reason or "", actor=item.actor, update_id=update_id)
+        else:
+            await self._orders.review(
+                order_id,
+                approve=item.action == BulkAction.APPROVE,
+                note=item.reason,
+                actor=item.actor,
+                update_id=update_id,
+            )
 
     @activity.defn
     async def place_order(self, item: ItemInput) -> ItemResult:
@@ -56,7 +82,8 @@ class BulkActivities:
         if item.order is None:
             raise ApplicationError("the item carries no order", type=ITEM_REFUSED, non_retryable=True)
         try:
-            accepted = await self._orders.place(item.order, item.ref, client_id=item.client_id)
+            async with heartbeating():
+                accepted = await self._orders.place(item.order, item.ref, client_id=item.client_id)
         except IdempotencyConflict as conflict:
             raise ApplicationError(
                 f"external_ref {item.ref!r} was already used for a different order ({conflict.order_id})",

@@ -70,6 +70,14 @@ class UnsupportedImport(ApiError):
     status_code = 415
 
 
+class JobTooLarge(ApiError):
+    status_code = 413
+
+
+# A job's input is one Temporal payload, which the server refuses past 2 MB; this leaves room to spare.
+MAX_JOB_INPUT_BYTES = 1_500_000
+
+
 def _actor(principal: Principal) -> str:
     return principal.role.value
 
@@ -176,6 +184,11 @@ async def _start(
         max_history_events=settings.bulk_max_history_events,
         created_at=datetime.now(UTC),
     )
+    size = len(job.model_dump_json())
+    if size > MAX_JOB_INPUT_BYTES:
+        raise JobTooLarge(
+            f"the job's orders take {size} bytes, more than one job carries ({MAX_JOB_INPUT_BYTES}); split it"
+        )
     try:
         await client.start_workflow(
             names.BULK_WORKFLOW,
@@ -321,10 +334,8 @@ async def _progress(client: Client, job_id: str, page: ProgressPage, *, client_i
     if description.status in (WorkflowExecutionStatus.COMPLETED, WorkflowExecutionStatus.RUNNING):
         final: BulkProgress = await handle.result()
         return final
-    raise OrderUnavailable(
-        f"bulk job {job_id} ended {description.status.name.lower() if description.status else 'closed'}",
-        retry_after=None,
-    )
+    # Terminated or timed out from outside (the Temporal UI): it has no outcomes to show.
+    raise ActionRefused(f"bulk job {job_id} was {description.status.name.lower() if description.status else 'closed'}")
 
 
 async def _owned_handle(

@@ -8,7 +8,6 @@ and wake the waiting orders. Shortages and receiving are purchasing's (and admin
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -57,7 +56,6 @@ async def _page(
         received=received,
         refusal=refusal,
         form=form or {},
-        now=datetime.now(UTC),
     )
 
 

@@ -15,15 +15,17 @@ from fastapi import APIRouter, Form, Path, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 
-from api.deps import KeyringDep, OrdersDep, SessionmakerDep, SettingsDep, TemporalDep
+from api.deps import OrdersDep, SessionmakerDep, SettingsDep
 from api.errors import ApiError
 from api.return_client import ReturnClient, with_returns
+from api.routes.returns import ReturnsDep
 from console.layout import CsrfChecked, Operator, Viewer, render
 from console.session import PREFIX
 from db.orders import InvalidCursor, list_orders
 from models.order import ID_PATTERN, CancelRequest, OrderFilter, OrderStatus, ReviewRequest
 from models.returns import ReturnView
 from models.views import OrderView
+from security.api_keys import Principal
 from settings import Settings
 
 router = APIRouter(prefix=f"{PREFIX}/orders", include_in_schema=False)
@@ -97,7 +99,6 @@ async def order_list(
         problems=problems,
         statuses=list(OrderStatus),
         first_page=not cursor,
-        now=datetime.now(UTC),
     )
 
 
@@ -107,7 +108,7 @@ def workflow_link(settings: Settings, workflow_id: str) -> str:
 
 async def _order_page(
     request: Request,
-    viewer: Viewer,
+    viewer: Principal,
     order: OrderView,
     returns: ReturnClient,
     settings: Settings,
@@ -134,31 +135,22 @@ async def _order_page(
     )
 
 
-def _returns(
-    client: TemporalDep, sessionmaker: SessionmakerDep, settings: SettingsDep, keyring: KeyringDep
-) -> ReturnClient:
-    return ReturnClient(client, sessionmaker, settings, keyring)
-
-
 @router.get("/{order_id}", response_class=HTMLResponse)
 async def order_page(
     request: Request,
     order_id: OrderId,
     viewer: Viewer,
     orders: OrdersDep,
+    returns: ReturnsDep,
     sessionmaker: SessionmakerDep,
     settings: SettingsDep,
-    client: TemporalDep,
-    keyring: KeyringDep,
     done: Annotated[str, Query(max_length=20)] = "",
 ) -> HTMLResponse:
     try:
         order = await with_returns(await orders.state(order_id), sessionmaker)
     except ApiError as error:
         return render(request, "problem.html", viewer, status_code=error.status_code, problem=error.detail)
-    return await _order_page(
-        request, viewer, order, _returns(client, sessionmaker, settings, keyring), settings, done=done
-    )
+    return await _order_page(request, viewer, order, returns, settings, done=done)
 
 
 @router.post("/{order_id}/actions", dependencies=[CsrfChecked], response_model=None)
@@ -167,10 +159,9 @@ async def act_on_order(
     order_id: OrderId,
     viewer: Operator,
     orders: OrdersDep,
+    returns: ReturnsDep,
     sessionmaker: SessionmakerDep,
     settings: SettingsDep,
-    client: TemporalDep,
-    keyring: KeyringDep,
     action: Annotated[Action, Form()],
     reason: Annotated[str, Form(max_length=1000)] = "",
 ) -> HTMLResponse | RedirectResponse:
@@ -193,7 +184,6 @@ async def act_on_order(
         except ApiError as missing:
             return render(request, "problem.html", viewer, status_code=missing.status_code, problem=missing.detail)
         code = status.HTTP_422_UNPROCESSABLE_CONTENT if isinstance(error, ValidationError) else error.status_code
-        returns = _returns(client, sessionmaker, settings, keyring)
         return await _order_page(
             request, viewer, order, returns, settings, refusal=refusal, reason=reason, status_code=code
         )

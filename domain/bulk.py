@@ -99,6 +99,14 @@ def orders_from_json(orders: Sequence[Mapping[str, Any]]) -> list[Parsed]:
     return parsed
 
 
+def body_problems(invalid: ValidationError) -> list[RowProblem]:
+    """A JSON import that is not one at all (not an object, no orders, too many): row 0 is the whole request."""
+    return [
+        RowProblem(row=0, field=_path(problem["loc"]) if problem["loc"] else "body", message=_msg(problem))
+        for problem in invalid.errors(include_url=False)
+    ]
+
+
 # ---- CSV ----
 
 

@@ -133,23 +133,32 @@ class BulkJobAccepted(BaseModel):
 
 
 class BulkItemView(BaseModel):
-    # The order id for an action; the external_ref for an import.
-    ref: str
-    order_id: str | None = None
-    outcome: ItemOutcome
-    reason: str | None = None
+    """One item of a job and its outcome."""
+
+    ref: str = Field(description="The order id for an action; the external_ref for an import.")
+    order_id: str | None = Field(default=None, description="The order acted on or placed; none before it is placed.")
+    outcome: ItemOutcome = Field(
+        description="pending, done, refused (the order said no; never retried), failed (retried on request), "
+        "or cancelled (never tried: the job was cancelled first)."
+    )
+    reason: str | None = Field(default=None, description="Why the item was refused or failed.")
 
 
 class BulkJobView(BaseModel):
-    job_id: str
+    """A bulk job as it stands, with a page of its items."""
+
+    job_id: str = Field(description="The job; its workflow is bulk-<job_id>.")
     action: str = Field(description="approve, reject, cancel, or import.")
-    status: JobStatus
-    total: int
-    done: int
-    refused: int
-    failed: int
-    items: list[BulkItemView]
-    next_cursor: str | None = None
+    status: JobStatus = Field(
+        description="running until every item has an outcome, then completed (failed counts the items that "
+        "failed), or cancelled."
+    )
+    total: int = Field(description="How many items the job has.")
+    done: int = Field(description="Items done.")
+    refused: int = Field(description="Items the order (or the import's validation) refused, with the reason.")
+    failed: int = Field(description="Items that still failed after their retries; POST /bulk/{job_id}/retry.")
+    items: list[BulkItemView] = Field(description="A page of the items, in the job's order.")
+    next_cursor: str | None = Field(default=None, description="Pass back as `cursor` for the next page.")
 
 
 class RetryAccepted(BaseModel):

@@ -428,6 +428,7 @@ class LocalStack:
 Order management is running. Ctrl-C stops everything.
 
   API          {api}   (OpenAPI docs: {api}/docs)
+  Console      {api}/console   (sign in with the admin key below)
   Temporal UI  {ui}   (to see orders decoded, sign in at {self.config.codec_url}/login)
   Stand-ins    http://127.0.0.1:{self.config.standins_port}
   Metrics      API {api}/metrics   (Prometheus text; an operator or admin key)

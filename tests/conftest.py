@@ -22,9 +22,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import psycopg
 import pytest
 import structlog
-from sqlalchemy import text
+from psycopg import sql
+from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
@@ -82,8 +84,23 @@ def database_url() -> str:
     url = os.environ.get("TEST_DATABASE_URL")
     if not url:
         pytest.fail("TEST_DATABASE_URL is not set: run the suite with `make test`, which starts PostgreSQL")
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        # Each process of a parallel run (pytest -n) empties tables in a database of its own.
+        url = database_of_its_own(url, worker)
     upgrade(url)
     return url
+
+
+def database_of_its_own(url: str, suffix: str) -> str:
+    """The URL of `url`'s database name + `_suffix` on the same server, made on first use."""
+    base = make_url(url)
+    name = f"{base.database}_{suffix}"
+    server = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(server, autocommit=True) as db:
+        if db.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            db.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return base.set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")
@@ -183,7 +200,7 @@ def capturing_logs(level: str) -> Iterator[io.StringIO]:
     root = logging.getLogger()
     previous = root.level
     lines = io.StringIO()
-    configure_logging(level, json=True, stream=lines)
+    configure_logging(level, json=True, stream=lines, cache_loggers=False)
     try:
         yield lines
     finally:

@@ -55,6 +55,11 @@ RULES: dict[tuple[str, str], set[Role]] = {
     ("POST", "/returns/{return_id}/review"): {OPERATOR},
     ("POST", "/returns/{return_id}/receipt"): {OPERATOR},
     ("POST", "/returns/{return_id}/refund/retry"): {OPERATOR},
+    ("POST", "/bulk/actions"): {OPERATOR},
+    ("POST", "/bulk/orders"): {CLIENT},
+    ("GET", "/bulk/{job_id}"): {CLIENT, OPERATOR},
+    ("POST", "/bulk/{job_id}/retry"): {CLIENT, OPERATOR},
+    ("POST", "/bulk/{job_id}/cancel"): {CLIENT, OPERATOR},
     ("GET", "/inventory/{sku}"): {PURCHASING, OPERATOR},
     ("PUT", "/inventory/{sku}"): set(),
     ("POST", "/inventory/{sku}/receipts"): {PURCHASING},
@@ -106,6 +111,7 @@ SAMPLE_IDS = {
     "key_id": "0123456789abcdef",
     "subscription_id": str(uuid.uuid4()),
     "suggestion_id": str(uuid.uuid4()),
+    "job_id": str(uuid.uuid4()),
 }
 
 

@@ -15,13 +15,14 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.bulk import BulkActivities
 from activities.orders import OrderRecordActivities
 from api.app import create_app
 from api.order_client import OrderClient
+from models.bulk import BulkAction, ItemInput, ItemResult
 from models.order import ReviewDecision, ReviewOutcome
 from tests.builders import order_body
 from tests.conftest import TEST_KEYRING
@@ -192,6 +193,24 @@ async def test_a_bulk_cancellation_cancels_the_open_orders_and_refuses_a_closed_
     for order_id in waiting:
         order = (await operator.get(f"/orders/{order_id}")).json()
         assert (order["status"], order["cancellation_reason"]) == ("cancelled", "shop closed")
+
+
+async def test_an_approval_tried_again_after_its_answer_was_lost_is_done_not_refused(
+    callers: Callers, fakes: FakeSystems, dev_server_env: WorkflowEnvironment, sessionmaker: Sessions, task_queue: str
+) -> None:
+    fakes.review = MANUAL
+    order_id = await order_in(callers.shop, "pending_review")
+    settings = api_settings("", task_queue).model_copy(update={"api_workflow_timeout_seconds": 10.0})
+    items = BulkActivities(OrderClient(dev_server_env.client, sessionmaker, settings, TEST_KEYRING))
+    item = ItemInput(job_id="job-1", ref=order_id, order_id=order_id, action=BulkAction.APPROVE, actor="operator")
+
+    first = await ActivityEnvironment().run(items.act_on_order, item)
+    # The same item tried again, as Temporal does when the first try's answer never reached it.
+    again = await ActivityEnvironment().run(items.act_on_order, item)
+
+    assert first == again == ItemResult(order_id=order_id)
+    order = (await callers.operator.get(f"/orders/{order_id}")).json()
+    assert [event["event"] for event in order["timeline"]].count("approved by operator") == 1
 
 
 async def test_only_operators_start_bulk_actions_and_a_job_is_read_only_by_those_who_may(

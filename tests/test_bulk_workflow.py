@@ -22,8 +22,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.bulk import ITEM_REFUSED
+from activities.bulk import ITEM_REFUSED, heartbeating
 from api import bulk_client
+from api.errors import ActionRefused
 from models.bulk import (
     BulkAction,
     BulkJobInput,
@@ -74,7 +75,8 @@ class FakeOrders:
             # Long enough for the job to start the items it may run beside this one.
             await asyncio.sleep(0.05)
             if item.ref in self.held:
-                await self.gate.wait()
+                async with heartbeating():
+                    await self.gate.wait()
             if item.ref in self.refuse:
                 raise ApplicationError(self.refuse[item.ref], type=ITEM_REFUSED, non_retryable=True)
             if item.ref in self.failing:
@@ -163,12 +165,12 @@ async def test_failed_items_of_a_running_job_are_tried_again_on_request_and_only
     handle = await jobs.start(["O-1", "O-2", "O-3", "O-4"], concurrency=1)
 
     async def failed() -> None:
+        # The failing item's tries back off for 15 s in all, skipped here.
+        await jobs.env.sleep(4)
         assert (await handle.query(BulkJobWorkflow.progress, ProgressPage())).failed == 1
         assert jobs.fakes.in_flight == 1
 
-    # The failing item's tries back off for 15 s, skipped here.
-    await jobs.env.sleep(20)
-    await eventually(failed, timeout=30)
+    await eventually(failed, timeout=30, interval=0)
     jobs.fakes.failing.clear()
     retried = await handle.execute_update(BulkJobWorkflow.retry_failed, RetryCommand())
     jobs.fakes.gate.set()
@@ -212,6 +214,33 @@ async def test_a_cancelled_job_starts_no_more_items_and_ends_cancelled(jobs: Job
     assert final.status == JobStatus.CANCELLED
     assert Counter(outcomes(final).values()) == {"done": 2, "cancelled": 4}
     assert sum(jobs.fakes.calls.values()) == 2
+
+
+async def test_a_job_cancelled_from_the_temporal_ui_ends_as_the_cancel_update_ends_it(jobs: Jobs) -> None:
+    refs = [f"O-{n}" for n in range(4)]
+    jobs.fakes.held.update(refs)
+    handle = await jobs.start(refs, concurrency=1)
+    await until(lambda: jobs.fakes.in_flight == 1, timeout=10)
+
+    await handle.cancel()
+    jobs.fakes.gate.set()
+    final = await handle.result()
+
+    assert final.status == JobStatus.CANCELLED
+    assert outcomes(final) == {"O-0": "done", "O-1": "cancelled", "O-2": "cancelled", "O-3": "cancelled"}
+
+
+async def test_a_job_terminated_from_outside_is_a_refusal_to_read_not_a_server_error(jobs: Jobs) -> None:
+    jobs.fakes.held.add("O-1")
+    handle = await jobs.start(["O-1"])
+    await until(lambda: jobs.fakes.in_flight == 1, timeout=10)
+    await handle.terminate("stopped by hand")
+    jobs.fakes.gate.set()
+
+    with pytest.raises(ActionRefused) as refused:
+        await bulk_client.job_view(jobs.client, handle.id.removeprefix("bulk-"))
+
+    assert refused.value.detail == f"bulk job {handle.id.removeprefix('bulk-')} was terminated"
 
 
 async def test_a_long_job_carries_on_in_new_runs_with_every_item_done_once(jobs: Jobs) -> None:

@@ -237,6 +237,7 @@ def test_make_run_serves_the_api_and_temporal_ui_and_ctrl_c_stops_every_child(
     assert len(children) >= 4, output.read_text()
     banner = output.read_text()
     assert f"http://127.0.0.1:{env['OMS_API_PORT']}/docs" in banner
+    assert f"http://127.0.0.1:{env['OMS_API_PORT']}/console " in banner
     assert f"http://127.0.0.1:{env['OMS_STACK_TEMPORAL_UI_PORT']}" in banner
     key = (tmp_path / "data" / ADMIN_KEY_FILE).read_text().strip()
     assert (tmp_path / "data" / ADMIN_KEY_FILE).stat().st_mode & 0o777 == 0o600

@@ -16,7 +16,7 @@ from temporalio.worker import Worker
 from models import names
 from models.purchasing import ReplenishmentInput, ShortageReport, StockReceived, WaitingOrder, Withdrawal
 from tests.fakes import FakeSystems
-from tests.polling import NotYet, eventually
+from tests.polling import NotYet, eventually, until
 from workflows.replenishment import ReplenishmentWorkflow
 
 Replenishment = WorkflowHandle[ReplenishmentWorkflow, None]
@@ -87,6 +87,8 @@ async def test_stock_wakes_waiting_orders_first_come_first_served_as_far_as_it_c
     for order_id, quantity in (("o-1", 2), ("o-2", 5), ("o-3", 1)):
         await handle.signal(ReplenishmentWorkflow.shortage, ShortageReport(order_id=order_id, quantity=quantity))
     await demand_becomes(handle, lambda waiting: len(waiting) == 3)
+    # Purchasing is told in the background, each shortage once.
+    await until(lambda: fakes.calls["notify_purchasing"] >= 3, timeout=6)
     assert fakes.calls["notify_purchasing"] == 3
 
     # 3 units cover o-1 (2) but not o-2 (5); o-3 must not overtake o-2.

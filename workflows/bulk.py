@@ -38,7 +38,9 @@ with workflow.unsafe.imports_passed_through():
     )
 
 # One item: a Temporal call and a database write or two; retried a few times, then left `failed`.
+# It heartbeats each second: one whose worker died is tried again after a few seconds.
 ITEM_STEP_TIMEOUT = timedelta(seconds=60)
+ITEM_HEARTBEAT_TIMEOUT = timedelta(seconds=5)
 ITEM_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=5
 )
@@ -173,6 +175,7 @@ class BulkJobWorkflow:
                 request,
                 summary=f"Place order {item.ref}",
                 start_to_close_timeout=ITEM_STEP_TIMEOUT,
+                heartbeat_timeout=ITEM_HEARTBEAT_TIMEOUT,
                 retry_policy=ITEM_RETRY,
             )
         return await workflow.execute_activity_method(
@@ -180,6 +183,7 @@ class BulkJobWorkflow:
             request,
             summary=f"{str(job.action).capitalize()} order {item.ref}",
             start_to_close_timeout=ITEM_STEP_TIMEOUT,
+            heartbeat_timeout=ITEM_HEARTBEAT_TIMEOUT,
             retry_policy=ITEM_RETRY,
         )
 

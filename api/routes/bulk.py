@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
-from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from api import bulk_client
@@ -133,9 +132,7 @@ async def bulk_import(
         try:
             body = BulkImportRequest.model_validate_json(raw)
         except ValidationError as invalid:
-            raise RequestValidationError(
-                [{**error, "loc": ("body", *error["loc"])} for error in invalid.errors(include_url=False)]
-            ) from invalid
+            raise bulk_rules.ImportRefused(bulk_rules.body_problems(invalid)) from invalid
         parsed = bulk_rules.orders_from_json(body.orders)
         policy = error_policy or body.error_policy
     else:
@@ -144,7 +141,7 @@ async def bulk_import(
     return _accepted(response, request, accepted)
 
 
-@router.get("/{job_id}", response_model=BulkJobView, responses=error_responses(404, 422, 503))
+@router.get("/{job_id}", response_model=BulkJobView, responses=error_responses(404, 409, 422, 503))
 async def get_job(
     job_id: JobId,
     client: TemporalDep,

@@ -109,7 +109,8 @@
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     if ($$("dialog").some((dialog) => dialog.open)) return;
     const target = event.target;
-    const typing = target instanceof HTMLElement && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName));
+    const field = target instanceof HTMLInputElement && !/^(checkbox|radio|button|submit)$/.test(target.type);
+    const typing = field || (target instanceof HTMLElement && (target.isContentEditable || /^(TEXTAREA|SELECT)$/.test(target.tagName)));
     if (typing) {
       if (event.key === "Escape") target.blur();
       return;
