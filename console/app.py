@@ -11,11 +11,11 @@ from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 
 from api.errors import ApiError
-from console import auth, bulk, dashboard, inventory, orders
+from console import auth, bulk, insight, inventory, orders
 from console.layout import HERE, STATIC_PATH, render
 from console.session import is_console_path
 
-ROUTERS: list[APIRouter] = [auth.router, orders.router, bulk.router, inventory.router, dashboard.router]
+ROUTERS: list[APIRouter] = [auth.router, orders.router, bulk.router, inventory.router, insight.router]
 
 
 def install(app: FastAPI) -> None:

@@ -55,7 +55,8 @@ class NavEntry:
 NAV: list[NavEntry] = [
     NavEntry("Orders", f"{PREFIX}/orders", STAFF, "o"),
     NavEntry("Inventory", f"{PREFIX}/inventory", STAFF, "i"),
-    NavEntry("Dashboard", f"{PREFIX}/dashboard", STAFF, "d"),
+    NavEntry("Dashboard", f"{PREFIX}/dashboard", frozenset({Role.OPERATOR}), "d"),
+    NavEntry("Purchasing", f"{PREFIX}/purchasing", frozenset({Role.PURCHASING}), "p"),
 ]
 
 

@@ -1,5 +1,5 @@
-"""The analytics queries: counted in the database from the order records, in SQL that PostgreSQL and
-SQLite both run.
+"""The analytics queries: counted in the database from the order records and the hourly rollups the status
+writes keep (db.rollups), in SQL that PostgreSQL and SQLite both run.
 
 Buckets in a time zone are a derived table of UTC instants (analytics.periods) joined with the order
 times, so daylight-saving days bucket right on both databases. Percentiles are nearest-rank, picked
@@ -14,11 +14,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, String, Subquery, and_, case, extract, func, literal, select, union_all
+from sqlalchemy import DateTime, Integer, String, Subquery, and_, case, extract, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from analytics.periods import Span
 from analytics.rfm import SEGMENTS, segment
+from db.rollups import hour_of
 from models.analytics import (
     AgeingBand,
     CurrencyAmount,
@@ -29,13 +30,27 @@ from models.analytics import (
     OrdersBucket,
     Percentiles,
     PeriodFigures,
+    ReasonFigures,
+    ReturnAnalytics,
     SegmentFigures,
     SkuAnalytics,
     SkuFigures,
+    SkuReturns,
     StockOut,
 )
+from models.analytics_tables import OrderRollupRow
 from models.order import OrderStatus
-from models.tables import OrderEventRow, OrderLineRow, OrderRow, ShortageRow, SkuRow, StockRow
+from models.returns import VOID_RETURN_STATUSES, ReturnReason
+from models.tables import (
+    OrderEventRow,
+    OrderLineRow,
+    OrderRow,
+    ReturnLineRow,
+    ReturnRow,
+    ShortageRow,
+    SkuRow,
+    StockRow,
+)
 
 NOT_REVENUE = (OrderStatus.REJECTED.value, OrderStatus.CANCELLED.value, OrderStatus.FAILED.value)
 CENT = Decimal("0.01")
@@ -68,24 +83,49 @@ def _in_period(span: Span) -> Any:
     return and_(OrderRow.created_at >= span.start, OrderRow.created_at < span.end)
 
 
+def _whole_hours(spans: Sequence[Span]) -> bool:
+    return all(moment == hour_of(moment) for span in spans for moment in (span.start, span.end))
+
+
+def _placed(spans: Sequence[Span]) -> Subquery:
+    """Orders placed, as (at, status, currency, orders, revenue): the hourly rollups when every span starts and
+    ends on a whole UTC hour (any time zone a whole number of hours from UTC), else each order on its own."""
+    if _whole_hours(spans):
+        rollup = OrderRollupRow
+        return select(rollup.hour.label("at"), rollup.status, rollup.currency, rollup.orders, rollup.revenue).subquery(
+            "placed"
+        )
+    return select(
+        OrderRow.created_at.label("at"),
+        OrderRow.status,
+        OrderRow.currency,
+        literal(1, Integer).label("orders"),
+        OrderRow.total.label("revenue"),
+    ).subquery("placed")
+
+
 async def period_figures(session: AsyncSession, span: Span, last: Any) -> PeriodFigures:
-    placed = await session.scalar(select(func.count()).select_from(OrderRow).where(_in_period(span)))
+    placed = _placed([span])
+    within = and_(placed.c.at >= span.start, placed.c.at < span.end)
+    count = func.coalesce(func.sum(placed.c.orders), 0)
+    orders = await session.scalar(select(count).where(within))
     rows = await session.execute(
-        select(OrderRow.currency, func.count(), func.sum(OrderRow.total))
-        .where(_in_period(span), OrderRow.status.not_in(NOT_REVENUE))
-        .group_by(OrderRow.currency)
-        .order_by(OrderRow.currency)
+        select(placed.c.currency, count, func.sum(placed.c.revenue))
+        .where(within, placed.c.status.not_in(NOT_REVENUE))
+        .group_by(placed.c.currency)
+        .having(count > 0)
+        .order_by(placed.c.currency)
     )
     return PeriodFigures(
         first_day=span.label,
         last_day=last,
-        orders=int(placed or 0),
+        orders=int(orders or 0),
         by_currency=[
             CurrencyFigures(
                 currency=currency,
-                orders=count,
+                orders=int(count),
                 revenue=_money(revenue),
-                average_order_value=(_money(revenue) / count).quantize(CENT),
+                average_order_value=(_money(revenue) / int(count)).quantize(CENT),
             )
             for currency, count, revenue in rows
         ],
@@ -94,21 +134,25 @@ async def period_figures(session: AsyncSession, span: Span, last: Any) -> Period
 
 async def orders_series(session: AsyncSession, spans: Sequence[Span]) -> list[OrdersBucket]:
     table = _spans(spans)
-    joined = table.join(OrderRow, _within(OrderRow.created_at, table))
+    placed = _placed(spans)
+    joined = table.join(placed, _within(placed.c.at, table))
+    count = func.sum(placed.c.orders)
     counts: dict[str, dict[str, int]] = defaultdict(dict)
-    for label, status, count in await session.execute(
-        select(table.c.label, OrderRow.status, func.count())
+    for label, status, orders in await session.execute(
+        select(table.c.label, placed.c.status, count)
         .select_from(joined)
-        .group_by(table.c.label, OrderRow.status)
+        .group_by(table.c.label, placed.c.status)
+        .having(count > 0)
     ):
-        counts[label][status] = count
+        counts[label][status] = int(orders)
     revenue: dict[str, list[CurrencyAmount]] = defaultdict(list)
     for label, currency, amount in await session.execute(
-        select(table.c.label, OrderRow.currency, func.sum(OrderRow.total))
+        select(table.c.label, placed.c.currency, func.sum(placed.c.revenue))
         .select_from(joined)
-        .where(OrderRow.status.not_in(NOT_REVENUE))
-        .group_by(table.c.label, OrderRow.currency)
-        .order_by(table.c.label, OrderRow.currency)
+        .where(placed.c.status.not_in(NOT_REVENUE))
+        .group_by(table.c.label, placed.c.currency)
+        .having(count > 0)
+        .order_by(table.c.label, placed.c.currency)
     ):
         revenue[label].append(CurrencyAmount(currency=currency, amount=_money(amount)))
     return [
@@ -284,4 +328,60 @@ async def customer_analytics(session: AsyncSession, span: Span, limit: int) -> C
             CustomerValue(customer_id=customer, currency=currency, orders=orders, revenue=_money(revenue))
             for customer, currency, orders, revenue in top
         ],
+    )
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+async def return_analytics(session: AsyncSession, span: Span, tz: str, limit: int) -> ReturnAnalytics:
+    """Of the units sold on the orders placed in the period, the share on returns so far, by SKU and reason."""
+    cohort = and_(_in_period(span), OrderRow.status.not_in(NOT_REVENUE))
+    sold: dict[str, int] = {
+        sku: int(units)
+        for sku, units in await session.execute(
+            select(OrderLineRow.sku, func.sum(OrderLineRow.quantity))
+            .join(OrderRow, OrderRow.order_id == OrderLineRow.order_id)
+            .where(cohort)
+            .group_by(OrderLineRow.sku)
+        )
+    }
+    void = [status.value for status in VOID_RETURN_STATUSES]
+    returned: dict[str, dict[str, int]] = defaultdict(dict)
+    for sku, reason, units in await session.execute(
+        select(ReturnLineRow.sku, ReturnLineRow.reason, func.sum(ReturnLineRow.quantity))
+        .join(ReturnRow, ReturnRow.return_id == ReturnLineRow.return_id)
+        .join(OrderRow, OrderRow.order_id == ReturnLineRow.order_id)
+        .where(cohort, ReturnRow.status.not_in(void))
+        .group_by(ReturnLineRow.sku, ReturnLineRow.reason)
+    ):
+        returned[sku][reason] = int(units)
+    total_sold = sum(sold.values())
+    per_reason = {reason.value: 0 for reason in ReturnReason}
+    for reasons in returned.values():
+        for reason, units in reasons.items():
+            per_reason[reason] = per_reason.get(reason, 0) + units
+    total_returned = sum(per_reason.values())
+    skus = [
+        SkuReturns(
+            sku=sku,
+            sold_units=units,
+            returned_units=sum(returned[sku].values()),
+            return_rate=round(sum(returned[sku].values()) / units, 4),
+            by_reason=dict(sorted(returned[sku].items())),
+        )
+        for sku, units in sold.items()
+    ]
+    skus.sort(key=lambda figures: (-figures.return_rate, -figures.returned_units, figures.sku))
+    return ReturnAnalytics(
+        tz=tz,
+        sold_units=total_sold,
+        returned_units=total_returned,
+        return_rate=_rate(total_returned, total_sold),
+        by_reason=[
+            ReasonFigures(reason=reason, units=units, return_rate=_rate(units, total_sold))
+            for reason, units in per_reason.items()
+        ],
+        skus=skus[:limit],
     )

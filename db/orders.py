@@ -17,7 +17,7 @@ from typing import Any, TypeVarTuple
 from sqlalchemy import ColumnElement, Row, Select, and_, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import personal
+from db import personal, rollups
 from db.engine import dialect_insert
 from models.order import ID_PATTERN, OrderFilter, OrderPage, OrderState, OrderStatus, OrderSummary, TimelineEvent
 from models.records import OrderFacts, RecordOrderInput, StatusChangeInput
@@ -102,6 +102,7 @@ async def record_order(session: AsyncSession, request: RecordOrderInput, keyring
                 .values(state=whole, pii=pii)
                 .execution_options(synchronize_session=False)
             )
+    await rollups.count_order(session, request.order_id)
 
 
 async def record_status(session: AsyncSession, change: StatusChangeInput, keyring: Keyring) -> bool:
@@ -158,6 +159,7 @@ async def record_status(session: AsyncSession, change: StatusChangeInput, keyrin
                 OrderEventRow.version < version,
             )
         )
+    await rollups.count_order(session, order_id)
     return True
 
 

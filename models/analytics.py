@@ -123,3 +123,28 @@ class CustomerAnalytics(BaseModel):
     average_days_between_orders: float | None = Field(description="Over customers with two or more orders.")
     segments: list[SegmentFigures] = Field(description="RFM segments, recency counted to the period's end.")
     top_customers: list[CustomerValue]
+
+
+class ReasonFigures(BaseModel):
+    reason: str
+    units: int = Field(description="Units returned for this reason.")
+    return_rate: float | None = Field(description="Those units over the units sold; null when none were sold.")
+
+
+class SkuReturns(BaseModel):
+    sku: str
+    sold_units: int
+    returned_units: int
+    return_rate: float
+    by_reason: dict[str, int] = Field(description="Units returned, by reason (reasons with none left out).")
+
+
+class ReturnAnalytics(BaseModel):
+    tz: str
+    sold_units: int = Field(description="Units on the orders placed in the period that count as revenue.")
+    returned_units: int = Field(
+        description="Units of those orders on returns so far (declined, cancelled or expired returns left out)."
+    )
+    return_rate: float | None
+    by_reason: list[ReasonFigures] = Field(description="Every return reason, in the order the return form lists them.")
+    skus: list[SkuReturns] = Field(description="SKUs sold in the period, highest return rate first.")

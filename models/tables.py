@@ -403,6 +403,7 @@ class ReturnIdempotencyKeyRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-# The forecast's tables join this metadata (imported last: they build on Base).
+# The analytics' rollups and the forecast's tables join this metadata (imported last: they build on Base).
+from models import analytics_tables as analytics_tables  # noqa: E402
 from models import forecast_tables as forecast_tables  # noqa: E402
 from models import refund_tables as refund_tables  # noqa: E402

@@ -14,6 +14,9 @@ The orders (times UTC; the period is Monday 2026-11-02 through Sunday 2026-11-15
 | o7 | c2 | 10-20 10:00 | delivered | EUR 30 | A 3x10 | 10-21 10:00 | 10-22 10:00 |
 | o8 | c5 | 10-25 10:00 | rejected | EUR 30 | B 1x30 | | |
 | o9 | c2 | 11-16 10:00 | delivered | EUR 100 | A 10x10 | | |
+
+Returns (RETURNS): r1 of o1 (A 1, damaged, refunded), r2 of o2 (A 1 damaged and B 1 wrong item,
+received), r3 of o5 (C 2, no longer needed, declined), r4 of o9 (A 5, damaged, refunded).
 """
 
 from __future__ import annotations
@@ -33,9 +36,20 @@ from temporalio.testing import WorkflowEnvironment
 
 from analytics.periods import Bucket, buckets
 from api.app import create_app
+from db import rollups
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
-from models.tables import OrderEventRow, OrderLineRow, OrderRow, ShortageRow, SkuRow, StockRow, WarehouseRow
+from models.tables import (
+    OrderEventRow,
+    OrderLineRow,
+    OrderRow,
+    ReturnLineRow,
+    ReturnRow,
+    ShortageRow,
+    SkuRow,
+    StockRow,
+    WarehouseRow,
+)
 from tests.keys import bearer, make_keys
 from tests.servers import running_server
 from tests.test_api import api_settings
@@ -59,6 +73,14 @@ ORDERS: list[tuple[str, str, str, str, str, list[tuple[str, int, int]], str | No
     ("o7", "c2", "10-20 10:00", "delivered", "EUR", [("A", 3, 10)], "10-21 10:00", "10-22 10:00"),
     ("o8", "c5", "10-25 10:00", "rejected", "EUR", [("B", 1, 30)], None, None),
     ("o9", "c2", "11-16 10:00", "delivered", "EUR", [("A", 10, 10)], None, None),
+]
+
+# return, order, status, lines (sku, units, reason)
+RETURNS: list[tuple[str, str, str, list[tuple[str, int, str]]]] = [
+    ("r1", "o1", "refunded", [("A", 1, "damaged")]),
+    ("r2", "o2", "received", [("A", 1, "damaged"), ("B", 1, "wrong_item")]),
+    ("r3", "o5", "declined", [("C", 2, "no_longer_needed")]),
+    ("r4", "o9", "refunded", [("A", 5, "damaged")]),
 ]
 
 
@@ -90,6 +112,9 @@ async def seed(sessionmaker: Sessions) -> None:
                 )
             )
         await session.flush()
+        # As the status writes do for each order they record.
+        for order_id, *_ in ORDERS:
+            await rollups.count_order(session, order_id)
         for order_id, _, placed, _, _, lines, shipped, delivered in ORDERS:
             for number, (sku, quantity, price) in enumerate(lines, start=1):
                 session.add(
@@ -103,6 +128,26 @@ async def seed(sessionmaker: Sessions) -> None:
                     session.add(
                         OrderEventRow(order_id=order_id, seq=seq, at=at(moment), status=step, actor="test", event=step)
                     )
+        for return_id, order_id, status, lines in RETURNS:
+            session.add(
+                ReturnRow(
+                    return_id=return_id,
+                    order_id=order_id,
+                    workflow_id=f"return-{return_id}",
+                    customer_id="c",
+                    status=status,
+                    value=Decimal(0),
+                    currency="EUR",
+                    last_seq=1,
+                    created_at=at("11-20 10:00"),
+                    updated_at=at("11-20 10:00"),
+                )
+            )
+            await session.flush()
+            session.add_all(
+                ReturnLineRow(return_id=return_id, line_no=n, order_id=order_id, sku=sku, quantity=units, reason=why)
+                for n, (sku, units, why) in enumerate(lines, start=1)
+            )
         session.add_all(
             [
                 ShortageRow(sku="C", order_id="o6", quantity=4, since=now - timedelta(days=3, hours=1)),
@@ -216,6 +261,25 @@ async def test_days_are_counted_in_the_time_zone_asked_for(analytics: httpx.Asyn
     assert (days["2026-11-04"], days["2026-11-05"]) == (1, 1)
 
 
+async def test_days_in_a_zone_half_an_hour_off_utc_are_counted_from_the_orders(analytics: httpx.AsyncClient) -> None:
+    summary = await get(analytics, "/analytics/summary", tz="Asia/Kolkata")
+    days = {
+        item["start"]: item["orders"]
+        for item in (await get(analytics, "/analytics/orders", tz="Asia/Kolkata"))["items"]
+    }
+
+    # UTC+5:30: the period is 11-01 18:30 to 11-15 18:30 UTC, so o6 (11-15 22:00 UTC) falls after it;
+    # o2 (11-04 12:00 UTC) is 17:30 on the 4th, o3 (11-04 23:30 UTC) 05:00 on the 5th.
+    assert summary["current"]["orders"] == 5
+    assert summary["current"]["by_currency"][0] == {
+        "currency": "EUR",
+        "orders": 3,
+        "revenue": "120.00",
+        "average_order_value": "40.00",
+    }
+    assert (days["2026-11-04"], days["2026-11-05"], days["2026-11-15"]) == (1, 1, 0)
+
+
 async def test_fulfilment_lead_time_percentiles_per_week_and_backorder_ageing(analytics: httpx.AsyncClient) -> None:
     fulfilment = await get(analytics, "/analytics/fulfilment")
 
@@ -256,6 +320,27 @@ async def test_top_skus_by_units_and_revenue_and_stock_outs(analytics: httpx.Asy
     assert skus["stock_outs"] == [
         {"sku": "A", "available": 0, "waiting_units": 2},
         {"sku": "C", "available": 0, "waiting_units": 4},
+    ]
+
+
+async def test_return_rates_by_sku_and_reason_of_the_orders_placed_in_the_period(
+    analytics: httpx.AsyncClient,
+) -> None:
+    returns = await get(analytics, "/analytics/returns", limit=2)
+
+    # Sold on the revenue orders of the period: A 2+1, B 1+2, C 3+4 (o4 cancelled). Returned: r1 and r2;
+    # r3 was declined and r4's order o9 was placed after the period.
+    assert (returns["sold_units"], returns["returned_units"], returns["return_rate"]) == (13, 3, 0.2308)
+    assert returns["by_reason"] == [
+        {"reason": "damaged", "units": 2, "return_rate": 0.1538},
+        {"reason": "wrong_item", "units": 1, "return_rate": 0.0769},
+        {"reason": "not_as_described", "units": 0, "return_rate": 0.0},
+        {"reason": "no_longer_needed", "units": 0, "return_rate": 0.0},
+        {"reason": "other", "units": 0, "return_rate": 0.0},
+    ]
+    assert returns["skus"] == [
+        {"sku": "A", "sold_units": 3, "returned_units": 2, "return_rate": 0.6667, "by_reason": {"damaged": 2}},
+        {"sku": "B", "sold_units": 3, "returned_units": 1, "return_rate": 0.3333, "by_reason": {"wrong_item": 1}},
     ]
 
 

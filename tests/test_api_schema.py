@@ -107,7 +107,10 @@ def run_schemathesis(openapi: dict[str, Any], base_url: str, headers: dict[str, 
                     "POST /bulk/actions",
                     "POST /bulk/orders",
                     "GET /bulk/{job_id}",
-                    *(f"GET /analytics/{part}" for part in ("summary", "orders", "fulfilment", "skus", "customers")),
+                    *(
+                        f"GET /analytics/{part}"
+                        for part in ("summary", "orders", "fulfilment", "skus", "customers", "returns")
+                    ),
                 )
             ],
         }

@@ -76,6 +76,7 @@ RULES: dict[tuple[str, str], set[Role]] = {
     ("GET", "/analytics/fulfilment"): {OPERATOR},
     ("GET", "/analytics/skus"): {OPERATOR},
     ("GET", "/analytics/customers"): {OPERATOR},
+    ("GET", "/analytics/returns"): {OPERATOR},
     ("POST", "/keys"): set(),
     ("GET", "/keys"): set(),
     ("POST", "/keys/{key_id}/revoke"): set(),

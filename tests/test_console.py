@@ -49,7 +49,10 @@ CONSOLE_RULES: dict[tuple[str, str], set[Role]] = {
     ("GET", "/console"): STAFF,
     ("POST", "/console/session"): STAFF,
     ("POST", "/console/logout"): STAFF,
-    ("GET", "/console/dashboard"): STAFF,
+    ("GET", "/console/dashboard"): {Role.OPERATOR},
+    ("GET", "/console/purchasing"): {Role.PURCHASING},
+    ("POST", "/console/purchasing/{suggestion_id}/accept"): {Role.PURCHASING},
+    ("POST", "/console/purchasing/{suggestion_id}/dismiss"): {Role.PURCHASING},
     ("GET", "/console/orders"): STAFF,
     ("GET", "/console/orders/{order_id}"): STAFF,
     ("POST", "/console/orders/{order_id}/actions"): {Role.OPERATOR},
@@ -135,10 +138,12 @@ async def test_the_sign_in_page_sends_nobody_to_another_site(console: str) -> No
 
 
 async def test_a_staff_key_opens_a_session_showing_its_name_and_role(console: str, keys: Keys) -> None:
+    # The dashboard's analytics are an operator's, the reorder suggestions purchasing's; an admin's both.
+    own = {Role.OPERATOR: {"Dashboard"}, Role.PURCHASING: {"Purchasing"}, Role.ADMIN: {"Dashboard", "Purchasing"}}
     for role in (Role.OPERATOR, Role.PURCHASING, Role.ADMIN):
         async with browser(console) as http:
             opened = await http.post("/console/session", headers=bearer(keys.of(role)))
-            page = await http.get("/console/dashboard")
+            page = await http.get("/console/orders")
 
         assert opened.status_code == 204
         cookie = SimpleCookie(opened.headers["set-cookie"])[COOKIE]
@@ -153,8 +158,10 @@ async def test_a_staff_key_opens_a_session_showing_its_name_and_role(console: st
             ("Orders", "/console/orders"),
             ("Inventory", "/console/inventory"),
             ("Dashboard", "/console/dashboard"),
+            ("Purchasing", "/console/purchasing"),
         ):
-            assert re.search(rf'<a href="{path}" data-go="\w"[^>]*>{label}</a>', page.text), label
+            shown = re.search(rf'<a href="{path}" data-go="\w"[^>]*>{label}</a>', page.text)
+            assert bool(shown) == (label in own[role] | {"Orders", "Inventory"}), label
         assert page.headers["x-frame-options"] == "DENY"
 
 
@@ -274,7 +281,7 @@ async def test_each_console_route_admits_only_its_roles(console: str, keys: Keys
     wrong: list[str] = []
     async with browser(console) as http:
         for (method, path), roles in sorted(CONSOLE_RULES.items()):
-            url = path.format(order_id=uuid.uuid4(), job_id=uuid.uuid4())
+            url = path.format(order_id=uuid.uuid4(), job_id=uuid.uuid4(), suggestion_id=uuid.uuid4())
             anonymous = await http.request(method, url)
             if anonymous.status_code != 303 or not anonymous.headers["location"].startswith("/console/login"):
                 wrong.append(f"{method} {path} without a session: {anonymous.status_code}")

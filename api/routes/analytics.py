@@ -27,6 +27,7 @@ from models.analytics import (
     CustomerAnalytics,
     Fulfilment,
     OrdersSeries,
+    ReturnAnalytics,
     SkuAnalytics,
     Summary,
 )
@@ -160,3 +161,13 @@ async def customers(
     first, last, where = _period(first, last, tz)
     async with sessionmaker() as session:
         return await queries.customer_analytics(session, period(first, last, where), limit)
+
+
+@router.get("/returns", response_model=ReturnAnalytics)
+async def returns(
+    sessionmaker: SessionmakerDep, first: From = None, last: To = None, tz: Tz = "UTC", limit: Limit = 10
+) -> ReturnAnalytics:
+    """Return rates of the orders placed in the period: units on returns over units sold, by SKU and by reason."""
+    first, last, where = _period(first, last, tz)
+    async with sessionmaker() as session:
+        return await queries.return_analytics(session, period(first, last, where), tz, limit)
