@@ -4,7 +4,7 @@ A refund is claimed against its order's invoice with the order's row locked, so 
 never exceeds what was invoiced; a return may end `exchanged` (a replacement order placed); the
 webhook outbox carries events of an order's returns and refunds beside its own (kind, subject_id).
 
-Revision ID: 0009
+Revision ID: 0008
 Revises: 0007
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0009"
+revision: str = "0008"
 down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
