@@ -199,8 +199,6 @@ class BulkJobInput(BaseModel):
     created_at: datetime
     # Set by the workflow when it continues as new.
     cancelled: bool = False
-    # Items a retry asked for before the run handed over, still to be tried.
-    retries: int = 0
 
 
 class ItemInput(BaseModel):
