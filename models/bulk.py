@@ -98,14 +98,16 @@ class ImportedOrder(OrderRequest):
 class BulkImportRequest(Strict):
     """The JSON form of an import; each order is validated on its own, so one bad order is named by its row."""
 
-    orders: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=MAX_JOB_ITEMS)]
-    error_policy: ErrorPolicy = ErrorPolicy.REJECT_ALL
-
-
-class BulkImportBody(Strict):
-    """What the JSON form of an import looks like, for the API's description."""
-
-    orders: Annotated[list[ImportedOrder], Field(min_length=1, max_length=MAX_JOB_ITEMS)]
+    orders: Annotated[
+        list[dict[str, Any]],
+        Field(
+            min_length=1,
+            max_length=MAX_JOB_ITEMS,
+            description="Each an order body as for POST /orders plus its `external_ref`, validated one by one: "
+            "under reject_all an invalid order refuses the whole import (422, naming its row and field), under "
+            "skip_invalid it is an item refused with the reason.",
+        ),
+    ]
     error_policy: ErrorPolicy = ErrorPolicy.REJECT_ALL
 
 
@@ -199,8 +201,6 @@ class BulkJobInput(BaseModel):
     created_at: datetime
     # Set by the workflow when it continues as new.
     cancelled: bool = False
-    # Items a retry asked for before the run handed over, still to be tried.
-    retries: int = 0
 
 
 class ItemInput(BaseModel):

@@ -20,7 +20,6 @@ from api.routes.webhooks import inline_schema
 from domain import bulk as bulk_rules
 from models.bulk import (
     BulkActionRequest,
-    BulkImportBody,
     BulkImportRequest,
     BulkJobAccepted,
     BulkJobView,
@@ -44,7 +43,7 @@ IMPORT_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": inline_schema(BulkImportBody)},
+            "application/json": {"schema": inline_schema(BulkImportRequest)},
             CSV: {
                 "schema": {"type": "string"},
                 "example": "external_ref,customer_id,customer_name,customer_email,customer_phone,ship_name,"
