@@ -3,7 +3,7 @@
 Demo orders are named as such: ids `demo-history-<date>`, the customer `demo-history`. One order a
 day holds that day's demand of each catalogue SKU (scripts.demo_catalogue): steady sellers with a
 weekly pattern and slow movers sold on some days only. They are written as the order workflow
-writes its records (received, then delivered), so they read like any closed order, and they are
+writes its records (received, shipped, delivered), so they read like any closed order, and they are
 written once: a database that already holds demo history gets none added.
 """
 
@@ -95,10 +95,13 @@ async def _write_order(session: AsyncSession, keyring: Keyring, day: date, deman
         keyring,
     )
     state = OrderState.received(order_id, workflow_id, request, placed)
-    delivered = placed + timedelta(days=2)
+    # Lead times that vary from day to day, so the dashboard's fulfilment chart has a spread to show.
+    shipped = placed + timedelta(hours=4 + 7 * (day.toordinal() % 5))
+    delivered = shipped + timedelta(hours=20 + 13 * (day.toordinal() % 4))
     events = [
         TimelineEvent(seq=1, at=placed, status=OrderStatus.RECEIVED, actor="demo", event="demo order placed"),
-        TimelineEvent(seq=2, at=delivered, status=OrderStatus.DELIVERED, actor="demo", event="demo order delivered"),
+        TimelineEvent(seq=2, at=shipped, status=OrderStatus.SHIPPED, actor="demo", event="demo order shipped"),
+        TimelineEvent(seq=3, at=delivered, status=OrderStatus.DELIVERED, actor="demo", event="demo order delivered"),
     ]
     for number, event in enumerate(events, start=1):
         state = state.model_copy(update={"status": event.status, "timeline": events[:number], "updated_at": event.at})

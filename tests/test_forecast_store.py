@@ -102,6 +102,8 @@ async def test_the_demo_history_is_written_once_reads_like_closed_orders_and_can
     assert again == 0
     assert order is not None
     assert (order.status, order.customer.id) == ("delivered", "demo-history")
+    # Shipped on the way, so the dashboard's lead times have demo figures too.
+    assert [event.status for event in order.timeline] == ["received", "shipped", "delivered"]
     assert skus == sorted(DEMAND)
     assert result.forecasts >= 4
     assert {"MUG-001", "TEE-002", "BAG-005"} <= {s for s in skus if s not in result.too_short}
