@@ -24,9 +24,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from console.orders import order_filter
-from console.session import COOKIE, SESSION_SECONDS, csrf_token, session_cookie
+from console.session import COOKIE, SESSION_SECONDS, csrf_token, may_open, session_cookie
 from db.engine import create_sessionmaker
 from db.returns import create_return
+from db.shortages import record_shortage
 from db.stock import set_on_hand, stock_level
 from models.order import OrderFilter, OrderStatus
 from models.returns import Refund, ReturnLine, ReturnReason, ReturnState, ReturnStatus
@@ -50,8 +51,9 @@ CONSOLE_RULES: dict[tuple[str, str], set[Role]] = {
     ("POST", "/console/session"): STAFF,
     ("POST", "/console/logout"): STAFF,
     ("GET", "/console/dashboard"): STAFF,
-    ("GET", "/console/orders"): STAFF,
-    ("GET", "/console/orders/{order_id}"): STAFF,
+    # Orders hold customers' personal data: GET /orders and GET /orders/{id} are not purchasing's either.
+    ("GET", "/console/orders"): {Role.OPERATOR},
+    ("GET", "/console/orders/{order_id}"): {Role.OPERATOR},
     ("POST", "/console/orders/{order_id}/actions"): {Role.OPERATOR},
     ("POST", "/console/bulk"): {Role.OPERATOR},
     ("GET", "/console/bulk/{job_id}"): {Role.OPERATOR},
@@ -117,7 +119,8 @@ async def test_a_visitor_without_a_session_is_sent_to_sign_in_and_back(console: 
     assert (form.status_code, form.headers["location"]) == (303, "/console/login?next=/console")
     assert login.status_code == 200
     assert 'id="sign-in"' in login.text
-    assert 'data-next="/console/dashboard?tab=week"' in login.text
+    # Through the home, which sends each role on to that page if the role may open it.
+    assert 'data-next="/console?next=/console/dashboard%3Ftab%3Dweek"' in login.text
     # Only the console's own script and styles run.
     assert "script-src 'self'" in login.headers["content-security-policy"]
     assert "<script>" not in login.text
@@ -131,7 +134,7 @@ async def test_the_sign_in_page_sends_nobody_to_another_site(console: str) -> No
         ]
 
     for answer in answers:
-        assert 'data-next="/console/orders"' in answer.text
+        assert 'data-next="/console"' in answer.text
 
 
 async def test_a_staff_key_opens_a_session_showing_its_name_and_role(console: str, keys: Keys) -> None:
@@ -149,12 +152,10 @@ async def test_a_staff_key_opens_a_session_showing_its_name_and_role(console: st
         assert page.status_code == 200
         assert f'<span class="key-name" title="The API key signed in">{NAMES[role]}</span>' in page.text
         assert f">{role.value}</span>" in page.text
-        for label, path in (
-            ("Orders", "/console/orders"),
-            ("Inventory", "/console/inventory"),
-            ("Dashboard", "/console/dashboard"),
-        ):
+        for label, path in (("Inventory", "/console/inventory"), ("Dashboard", "/console/dashboard")):
             assert re.search(rf'<a href="{path}" data-go="\w"[^>]*>{label}</a>', page.text), label
+        orders_entry = re.search(r'<a href="/console/orders" data-go="\w"[^>]*>Orders</a>', page.text)
+        assert (orders_entry is not None) == (role != Role.PURCHASING)
         assert page.headers["x-frame-options"] == "DENY"
 
 
@@ -393,27 +394,53 @@ async def test_an_order_page_shows_its_returns_with_their_refunds(
         assert shown in returns, shown
 
 
-async def test_purchasing_sees_no_order_actions_and_a_forged_one_is_refused(
+async def test_purchasing_is_refused_the_orders_and_lands_on_inventory_after_signing_in(
     console: str, keys: Keys, sessionmaker: Sessions
 ) -> None:
     order = await stored_order(sessionmaker, OrderStatus.PENDING_REVIEW)
     async with signed_in(console, keys.purchasing) as http:
+        landed = await http.get("/console")
+        sent_back = await http.get("/console", params={"next": f"/console/orders/{order.order_id}"})
+        sent_on = await http.get("/console", params={"next": "/console/dashboard?tab=week"})
         listing = await http.get("/console/orders")
         page = await http.get(f"/console/orders/{order.order_id}")
+        inventory = await http.get("/console/inventory")
         forged = await http.post(
-            f"/console/orders/{order.order_id}/actions", data={"action": "approve", "csrf": csrf_of(listing)}
+            f"/console/orders/{order.order_id}/actions", data={"action": "approve", "csrf": csrf_of(inventory)}
         )
+    async with signed_in(console, keys.operator) as http:
+        operators_landing = await http.get("/console")
+        operators_target = await http.get("/console", params={"next": f"/console/orders/{order.order_id}"})
+
+    assert (landed.status_code, landed.headers["location"]) == (303, "/console/inventory")
+    assert sent_back.headers["location"] == "/console/inventory"
+    assert sent_on.headers["location"] == "/console/dashboard?tab=week"
+    for refused in (listing, page, forged):
+        assert refused.status_code == 403
+        assert refused.headers["content-type"].startswith("text/html")
+        assert "a purchasing key may not do this" in refused.text
+        assert order.order_id not in refused.text
+        assert '<a href="/console/inventory">Back to the console</a>' in refused.text
+    assert 'href="/console/orders"' not in inventory.text
+    assert operators_landing.headers["location"] == "/console/orders"
+    assert operators_target.headers["location"] == f"/console/orders/{order.order_id}"
+
+
+def test_sign_in_sends_a_role_only_to_pages_its_routes_admit() -> None:
+    for (method, path), roles in CONSOLE_RULES.items():
+        if method == "GET":
+            for role in (Role.OPERATOR, Role.PURCHASING, Role.ADMIN):
+                assert may_open(role, path) == (role in roles | {Role.ADMIN}), (path, role)
+
+
+async def test_an_operator_sees_the_order_actions_and_one_sent_without_the_token_is_refused(
+    console: str, keys: Keys, sessionmaker: Sessions
+) -> None:
+    order = await stored_order(sessionmaker, OrderStatus.PENDING_REVIEW)
     async with signed_in(console, keys.operator) as http:
         operators_page = await http.get(f"/console/orders/{order.order_id}")
         without_token = await http.post(f"/console/orders/{order.order_id}/actions", data={"action": "approve"})
 
-    assert listed(listing) == [order.order_id]
-    for shown in (listing, page):
-        assert 'name="action"' not in shown.text
-        assert 'name="order_id"' not in shown.text
-    assert forged.status_code == 403
-    assert "a purchasing key may not do this" in forged.text
-    assert forged.headers["content-type"].startswith("text/html")
     assert 'value="approve"' in operators_page.text and 'value="cancel"' in operators_page.text
     assert without_token.status_code == 403
     assert "security token is missing or out of date" in without_token.text
@@ -434,7 +461,7 @@ async def test_a_batch_needs_orders_and_a_role_that_may_act_on_them(
         )
         unknown_job = await http.get(f"/console/bulk/{uuid.uuid4()}")
     async with signed_in(console, keys.purchasing) as http:
-        token = csrf_of(await http.get("/console/orders"))
+        token = csrf_of(await http.get("/console/inventory"))
         forged = await http.post("/console/bulk", data={"action": "approve", "order_id": order.order_id, "csrf": token})
 
     assert (nothing.status_code, no_reason.status_code, none_match.status_code) == (422, 422, 422)
@@ -487,3 +514,20 @@ async def test_inventory_shows_stock_per_warehouse_low_stock_and_to_purchasing_t
         level = await stock_level(session, chair)
     assert level is not None and level.on_hand == 7
     assert unknown.status_code == 409 and "unknown SKU NO-SUCH" in unknown.text
+
+
+async def test_the_orders_waiting_for_stock_link_to_their_pages_only_for_roles_that_may_open_them(
+    console: str, keys: Keys, sessionmaker: Sessions
+) -> None:
+    order = await stored_order(sessionmaker, OrderStatus.BACKORDERED)
+    async with sessionmaker.begin() as session:
+        await record_shortage(session, "CHAIR-006", order.order_id, 3, datetime.now(UTC))
+    pages = {}
+    for role in (Role.PURCHASING, Role.ADMIN):
+        async with signed_in(console, keys.of(role)) as http:
+            pages[role] = (await http.get("/console/inventory")).text
+
+    link = f'<a class="mono" href="/console/orders/{order.order_id}">{order.order_id}</a>'
+    assert f'<span class="mono">{order.order_id}</span>' in pages[Role.PURCHASING]
+    assert link not in pages[Role.PURCHASING]
+    assert link in pages[Role.ADMIN]
