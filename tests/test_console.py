@@ -271,6 +271,30 @@ async def test_the_consoles_assets_are_served_without_a_session(console: str) ->
     assert missing.status_code == 404
 
 
+async def test_an_unknown_console_page_is_a_page_and_an_unknown_api_path_stays_json(console: str, keys: Keys) -> None:
+    async with signed_in(console, keys.purchasing) as http:
+        missing = await http.get("/console/no-such-page")
+        missing_order_action = await http.get("/console/orders/ORD-1/no-such-page")
+        api_missing = await http.get("/no-such-path", headers=bearer(keys.purchasing))
+        program = await http.get("/console/no-such-page", headers=bearer(keys.purchasing))
+    async with browser(console) as http:
+        signed_out = await http.get("/console/no-such-page")
+
+    for page in (missing, missing_order_action):
+        assert page.status_code == 404
+        assert page.headers["content-type"].startswith("text/html")
+        assert "there is no such page in the console" in page.text
+        assert '<a href="/console/inventory">Back to the console</a>' in page.text
+        assert ">purchasing</span>" in page.text
+    for answer in (api_missing, program):
+        assert answer.status_code == 404
+        assert answer.headers["content-type"].startswith("application/")
+        assert answer.json()["detail"]
+    # Like every console page, an unknown one sends a visitor without a session to sign in first.
+    assert signed_out.status_code == 303
+    assert signed_out.headers["location"] == "/console/login?next=/console/no-such-page"
+
+
 async def test_each_console_route_admits_only_its_roles(console: str, keys: Keys) -> None:
     wrong: list[str] = []
     async with browser(console) as http:
