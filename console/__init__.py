@@ -16,5 +16,6 @@ How a page joins the console (the dashboard pages do so):
    `{% block title %}` and `{% block content %}` (and `{% block head %}` for a stylesheet of its
    own); every form posting carries `{{ csrf_field() }}`.
 3. An entry in console.layout.NAV (label, path, the roles that see it, its `g` shortcut), and
-   the router in console.app.ROUTERS.
+   the router in console.app.ROUTERS; a page not every staff role may open also puts its path in
+   console.session.RESTRICTED, so that sign-in never lands a role there.
 """

@@ -3,6 +3,8 @@
 The sign-in page sends the key once, in the Authorization header of POST /console/session, so the
 guard checks it as it checks any key (a wrong one counts towards blocking the address); the answer
 sets the session cookie (console.session). A client key is refused: the console is for staff.
+The page then goes to the console's home, which sends the role on to the page that sent it to sign
+in if the role may open it, to the role's first page otherwise (console.session.landing).
 Signing out is a form (with its CSRF token) that clears the cookie.
 """
 
@@ -17,7 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from api.deps import SettingsDep
 from api.errors import Unauthenticated
 from console.layout import CsrfChecked, Viewer, render
-from console.session import COOKIE, HOME, LOGIN_PATH, PREFIX, SESSION_SECONDS, safe_next, session_cookie
+from console.session import COOKIE, LOGIN_PATH, PREFIX, SESSION_SECONDS, after_sign_in, landing, session_cookie
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -37,16 +39,17 @@ def _set(response: Response, request: Request, value: str | None) -> None:
     )
 
 
+Next = Annotated[str | None, Query(alias="next", max_length=2000)]
+
+
 @router.get("", include_in_schema=False)
-async def home(_viewer: Viewer) -> RedirectResponse:
-    return RedirectResponse(HOME, status_code=status.HTTP_303_SEE_OTHER)
+async def home(viewer: Viewer, target: Next = None) -> RedirectResponse:
+    return RedirectResponse(landing(target, viewer.role), status_code=status.HTTP_303_SEE_OTHER)
 
 
 @router.get("/login", response_class=HTMLResponse)
-async def login_page(
-    request: Request, back: Annotated[str | None, Query(alias="next", max_length=2000)] = None
-) -> HTMLResponse:
-    return render(request, "login.html", None, next=safe_next(back))
+async def login_page(request: Request, back: Next = None) -> HTMLResponse:
+    return render(request, "login.html", None, next=after_sign_in(back))
 
 
 @router.post("/session", status_code=status.HTTP_204_NO_CONTENT)

@@ -22,7 +22,7 @@ from markupsafe import Markup, escape
 from api.auth import require_role
 from api.deps import SettingsDep
 from api.errors import ApiError
-from console.session import COOKIE, CSRF_FIELD, PREFIX, csrf_token, csrf_valid
+from console.session import COOKIE, CSRF_FIELD, HOMES, PREFIX, RESTRICTED, csrf_token, csrf_valid
 from security.api_keys import Principal, Role
 
 HERE = Path(__file__).resolve().parent
@@ -40,6 +40,7 @@ SECURITY_HEADERS = {
 }
 
 STAFF = frozenset({Role.OPERATOR, Role.PURCHASING, Role.ADMIN})
+OPERATORS = RESTRICTED[f"{PREFIX}/orders"]
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class NavEntry:
 
 
 NAV: list[NavEntry] = [
-    NavEntry("Orders", f"{PREFIX}/orders", STAFF, "o"),
+    NavEntry("Orders", f"{PREFIX}/orders", OPERATORS, "o"),
     NavEntry("Inventory", f"{PREFIX}/inventory", STAFF, "i"),
     NavEntry("Dashboard", f"{PREFIX}/dashboard", frozenset({Role.OPERATOR}), "d"),
     NavEntry("Purchasing", f"{PREFIX}/purchasing", frozenset({Role.PURCHASING}), "p"),
@@ -68,12 +69,14 @@ class Abilities:
     cancel: bool
     receive: bool
     shortages: bool
+    # Open the order list and order pages (customers' personal data).
+    read_orders: bool
 
     @classmethod
     def of(cls, role: Role) -> Abilities:
-        operator = role in (Role.OPERATOR, Role.ADMIN)
+        operator = role in OPERATORS
         purchasing = role in (Role.PURCHASING, Role.ADMIN)
-        return cls(review=operator, cancel=operator, receive=purchasing, shortages=purchasing)
+        return cls(review=operator, cancel=operator, receive=purchasing, shortages=purchasing, read_orders=operator)
 
 
 class CsrfRefused(ApiError):
@@ -120,6 +123,7 @@ def render(
     page = {
         "viewer": viewer,
         "can": Abilities.of(viewer.role) if viewer else None,
+        "home": HOMES[viewer.role] if viewer else PREFIX,
         "nav": [entry for entry in NAV if viewer and (viewer.role in entry.roles or viewer.role == Role.ADMIN)],
         "current": request.url.path,
         "csrf_token": csrf_token(cookie, secret) if cookie else "",

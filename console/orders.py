@@ -3,7 +3,8 @@
 The list is GET /orders's query (db.orders.list_orders with models.order.OrderFilter), newest
 first, a page at a time; the order page is GET /orders/{id}'s view with its returns, and the
 actions go to the order's workflow through the API's order client, so the console decides nothing
-the API does not.
+the API does not. Like GET /orders, the pages are for operators (and admins): they show customers'
+personal data, which purchasing does not read.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from api.deps import OrdersDep, SessionmakerDep, SettingsDep
 from api.errors import ApiError
 from api.return_client import ReturnClient, with_returns
 from api.routes.returns import ReturnsDep
-from console.layout import CsrfChecked, Operator, Viewer, render
+from console.layout import CsrfChecked, Operator, render
 from console.session import PREFIX
 from db.orders import InvalidCursor, list_orders
 from models.order import ID_PATTERN, CancelRequest, OrderFilter, OrderStatus, ReviewRequest
@@ -70,7 +71,7 @@ def order_filter(
 @router.get("", response_class=HTMLResponse)
 async def order_list(
     request: Request,
-    viewer: Viewer,
+    viewer: Operator,
     sessionmaker: SessionmakerDep,
     q: Field = "",
     status: Field = "",
@@ -139,7 +140,7 @@ async def _order_page(
 async def order_page(
     request: Request,
     order_id: OrderId,
-    viewer: Viewer,
+    viewer: Operator,
     orders: OrdersDep,
     returns: ReturnsDep,
     sessionmaker: SessionmakerDep,

@@ -9,6 +9,9 @@ included. A session ends after SESSION_SECONDS whatever the browser keeps.
 Every state-changing form carries a CSRF token derived from the session cookie: a page of another
 site can neither read it nor compute it, and it changes with each sign-in.
 
+Which pages a role may open decides where it lands after signing in: a page it may not open is
+never where sign-in sends it (the pages themselves refuse it all the same, console.layout).
+
 Nothing here imports the rest of the console, so the guard can read sessions without loading pages.
 """
 
@@ -17,14 +20,25 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
+
+from security.api_keys import Role
 
 PREFIX = "/console"
 COOKIE = "oms_console_session"
 SESSION_SECONDS = 8 * 3600
 LOGIN_PATH = f"{PREFIX}/login"
-# Where a person lands after signing in, unless a page sent them to sign in.
-HOME = f"{PREFIX}/orders"
+# The console's home, which sends each role on to its first page (HOMES).
+HOME = PREFIX
+HOMES = {Role.OPERATOR: f"{PREFIX}/orders", Role.PURCHASING: f"{PREFIX}/inventory", Role.ADMIN: f"{PREFIX}/orders"}
+# Pages only some roles may open, by path prefix, as the API's routes allow (orders are not purchasing's);
+# admins open every page, and every staff role the pages not listed here.
+RESTRICTED = {
+    f"{PREFIX}/orders": frozenset({Role.OPERATOR, Role.ADMIN}),
+    f"{PREFIX}/bulk": frozenset({Role.OPERATOR, Role.ADMIN}),
+    f"{PREFIX}/dashboard": frozenset({Role.OPERATOR, Role.ADMIN}),
+    f"{PREFIX}/purchasing": frozenset({Role.PURCHASING, Role.ADMIN}),
+}
 # The form field every state-changing console form sends its CSRF token in.
 CSRF_FIELD = "csrf"
 
@@ -67,10 +81,30 @@ def is_console_path(path: str) -> bool:
 
 
 def safe_next(target: str | None) -> str:
-    """Where to go after signing in: a console page of this service, never another site."""
+    """A console page of this service to go to, never another site; the home for anything else."""
     if target and is_console_path(target) and not target.startswith("//") and "\\" not in target:
         return target
     return HOME
+
+
+def may_open(role: Role, path: str) -> bool:
+    """Whether `role` may open the console page at `path`."""
+    return all(role in roles for prefix, roles in RESTRICTED.items() if path == prefix or path.startswith(prefix + "/"))
+
+
+def after_sign_in(target: str | None) -> str:
+    """Where the sign-in form goes once the key is accepted: the home, asked to go on to `target`.
+
+    The role is not known before the key is, so the home decides (landing)."""
+    target = safe_next(target)
+    return target if urlsplit(target).path.rstrip("/") == HOME else f"{HOME}?next={quote(target, safe='/')}"
+
+
+def landing(target: str | None, role: Role) -> str:
+    """The page `role` lands on: `target` if it is a console page the role may open, else the role's first page."""
+    target = safe_next(target)
+    path = urlsplit(target).path
+    return target if path.rstrip("/") != HOME and may_open(role, path) else HOMES[role]
 
 
 def login_location(path: str, query: str = "") -> str:

@@ -1,5 +1,8 @@
 """`make run`: the whole service on this machine, in the foreground, stopped cleanly by Ctrl-C.
 
+SIGTERM (from a supervisor: systemd, docker stop) and SIGHUP (its terminal closing) stop it the
+same way: each child leads a session of its own, so only this process can stop them.
+
 Starts a Temporal dev server (state kept under the data folder), brings the
 database to the newest schema, seeds a demo catalogue and 90 days of demo order
 history (once), then runs the stand-in outside systems, the worker and the API
@@ -71,6 +74,7 @@ BIN = Path(sys.executable).parent
 TEMPORAL_START_SECONDS = 60.0
 API_READY_SECONDS = 60.0
 STOP_GRACE_SECONDS = 15.0
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 OUTSIDE_SYSTEMS = ("carrier", "finance", "crm", "notifications", "purchasing")
 ADMIN_KEY_FILE = "admin-key"
 
@@ -544,7 +548,9 @@ async def run(config: StackConfig, settings: Settings) -> int:
     stack = LocalStack(config, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    # Every signal that ends a foreground program; one left to its default would end this process
+    # alone and leave the children running.
+    for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
     try:
         if not await _unless_stopped(stack.start(), stop):

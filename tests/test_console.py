@@ -24,9 +24,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from console.orders import order_filter
-from console.session import COOKIE, SESSION_SECONDS, csrf_token, session_cookie
+from console.session import COOKIE, SESSION_SECONDS, csrf_token, may_open, session_cookie
 from db.engine import create_sessionmaker
 from db.returns import create_return
+from db.shortages import record_shortage
 from db.stock import set_on_hand, stock_level
 from models.order import OrderFilter, OrderStatus
 from models.returns import Refund, ReturnLine, ReturnReason, ReturnState, ReturnStatus
@@ -53,8 +54,9 @@ CONSOLE_RULES: dict[tuple[str, str], set[Role]] = {
     ("GET", "/console/purchasing"): {Role.PURCHASING},
     ("POST", "/console/purchasing/{suggestion_id}/accept"): {Role.PURCHASING},
     ("POST", "/console/purchasing/{suggestion_id}/dismiss"): {Role.PURCHASING},
-    ("GET", "/console/orders"): STAFF,
-    ("GET", "/console/orders/{order_id}"): STAFF,
+    # Orders hold customers' personal data: GET /orders and GET /orders/{id} are not purchasing's either.
+    ("GET", "/console/orders"): {Role.OPERATOR},
+    ("GET", "/console/orders/{order_id}"): {Role.OPERATOR},
     ("POST", "/console/orders/{order_id}/actions"): {Role.OPERATOR},
     ("POST", "/console/bulk"): {Role.OPERATOR},
     ("GET", "/console/bulk/{job_id}"): {Role.OPERATOR},
@@ -120,7 +122,8 @@ async def test_a_visitor_without_a_session_is_sent_to_sign_in_and_back(console: 
     assert (form.status_code, form.headers["location"]) == (303, "/console/login?next=/console")
     assert login.status_code == 200
     assert 'id="sign-in"' in login.text
-    assert 'data-next="/console/dashboard?tab=week"' in login.text
+    # Through the home, which sends each role on to that page if the role may open it.
+    assert 'data-next="/console?next=/console/dashboard%3Ftab%3Dweek"' in login.text
     # Only the console's own script and styles run.
     assert "script-src 'self'" in login.headers["content-security-policy"]
     assert "<script>" not in login.text
@@ -134,16 +137,21 @@ async def test_the_sign_in_page_sends_nobody_to_another_site(console: str) -> No
         ]
 
     for answer in answers:
-        assert 'data-next="/console/orders"' in answer.text
+        assert 'data-next="/console"' in answer.text
 
 
 async def test_a_staff_key_opens_a_session_showing_its_name_and_role(console: str, keys: Keys) -> None:
     # The dashboard's analytics are an operator's, the reorder suggestions purchasing's; an admin's both.
-    own = {Role.OPERATOR: {"Dashboard"}, Role.PURCHASING: {"Purchasing"}, Role.ADMIN: {"Dashboard", "Purchasing"}}
+    # Orders hold personal data and are an operator's too.
+    own = {
+        Role.OPERATOR: {"Orders", "Dashboard"},
+        Role.PURCHASING: {"Purchasing"},
+        Role.ADMIN: {"Orders", "Dashboard", "Purchasing"},
+    }
     for role in (Role.OPERATOR, Role.PURCHASING, Role.ADMIN):
         async with browser(console) as http:
             opened = await http.post("/console/session", headers=bearer(keys.of(role)))
-            page = await http.get("/console/orders")
+            page = await http.get("/console/inventory")
 
         assert opened.status_code == 204
         cookie = SimpleCookie(opened.headers["set-cookie"])[COOKIE]
@@ -161,7 +169,7 @@ async def test_a_staff_key_opens_a_session_showing_its_name_and_role(console: st
             ("Purchasing", "/console/purchasing"),
         ):
             shown = re.search(rf'<a href="{path}" data-go="\w"[^>]*>{label}</a>', page.text)
-            assert bool(shown) == (label in own[role] | {"Orders", "Inventory"}), label
+            assert bool(shown) == (label in own[role] | {"Inventory"}), label
         assert page.headers["x-frame-options"] == "DENY"
 
 
@@ -275,6 +283,30 @@ async def test_the_consoles_assets_are_served_without_a_session(console: str) ->
     assert script.headers["content-type"].startswith("text/javascript")
     assert styles.headers["content-type"].startswith("text/css")
     assert missing.status_code == 404
+
+
+async def test_an_unknown_console_page_is_a_page_and_an_unknown_api_path_stays_json(console: str, keys: Keys) -> None:
+    async with signed_in(console, keys.purchasing) as http:
+        missing = await http.get("/console/no-such-page")
+        missing_order_action = await http.get("/console/orders/ORD-1/no-such-page")
+        api_missing = await http.get("/no-such-path", headers=bearer(keys.purchasing))
+        program = await http.get("/console/no-such-page", headers=bearer(keys.purchasing))
+    async with browser(console) as http:
+        signed_out = await http.get("/console/no-such-page")
+
+    for page in (missing, missing_order_action):
+        assert page.status_code == 404
+        assert page.headers["content-type"].startswith("text/html")
+        assert "there is no such page in the console" in page.text
+        assert '<a href="/console/inventory">Back to the console</a>' in page.text
+        assert ">purchasing</span>" in page.text
+    for answer in (api_missing, program):
+        assert answer.status_code == 404
+        assert answer.headers["content-type"].startswith("application/")
+        assert answer.json()["detail"]
+    # Like every console page, an unknown one sends a visitor without a session to sign in first.
+    assert signed_out.status_code == 303
+    assert signed_out.headers["location"] == "/console/login?next=/console/no-such-page"
 
 
 async def test_each_console_route_admits_only_its_roles(console: str, keys: Keys) -> None:
@@ -400,27 +432,55 @@ async def test_an_order_page_shows_its_returns_with_their_refunds(
         assert shown in returns, shown
 
 
-async def test_purchasing_sees_no_order_actions_and_a_forged_one_is_refused(
+async def test_purchasing_is_refused_the_orders_and_lands_on_inventory_after_signing_in(
     console: str, keys: Keys, sessionmaker: Sessions
 ) -> None:
     order = await stored_order(sessionmaker, OrderStatus.PENDING_REVIEW)
     async with signed_in(console, keys.purchasing) as http:
+        landed = await http.get("/console")
+        sent_back = await http.get("/console", params={"next": f"/console/orders/{order.order_id}"})
+        sent_on = await http.get("/console", params={"next": "/console/purchasing?sku=MUG-001"})
+        not_its_own = await http.get("/console", params={"next": "/console/dashboard?tab=week"})
         listing = await http.get("/console/orders")
         page = await http.get(f"/console/orders/{order.order_id}")
+        inventory = await http.get("/console/inventory")
         forged = await http.post(
-            f"/console/orders/{order.order_id}/actions", data={"action": "approve", "csrf": csrf_of(listing)}
+            f"/console/orders/{order.order_id}/actions", data={"action": "approve", "csrf": csrf_of(inventory)}
         )
+    async with signed_in(console, keys.operator) as http:
+        operators_landing = await http.get("/console")
+        operators_target = await http.get("/console", params={"next": f"/console/orders/{order.order_id}"})
+
+    assert (landed.status_code, landed.headers["location"]) == (303, "/console/inventory")
+    assert sent_back.headers["location"] == "/console/inventory"
+    assert sent_on.headers["location"] == "/console/purchasing?sku=MUG-001"
+    assert not_its_own.headers["location"] == "/console/inventory"
+    for refused in (listing, page, forged):
+        assert refused.status_code == 403
+        assert refused.headers["content-type"].startswith("text/html")
+        assert "a purchasing key may not do this" in refused.text
+        assert order.order_id not in refused.text
+        assert '<a href="/console/inventory">Back to the console</a>' in refused.text
+    assert 'href="/console/orders"' not in inventory.text
+    assert operators_landing.headers["location"] == "/console/orders"
+    assert operators_target.headers["location"] == f"/console/orders/{order.order_id}"
+
+
+def test_sign_in_sends_a_role_only_to_pages_its_routes_admit() -> None:
+    for (method, path), roles in CONSOLE_RULES.items():
+        if method == "GET":
+            for role in (Role.OPERATOR, Role.PURCHASING, Role.ADMIN):
+                assert may_open(role, path) == (role in roles | {Role.ADMIN}), (path, role)
+
+
+async def test_an_operator_sees_the_order_actions_and_one_sent_without_the_token_is_refused(
+    console: str, keys: Keys, sessionmaker: Sessions
+) -> None:
+    order = await stored_order(sessionmaker, OrderStatus.PENDING_REVIEW)
     async with signed_in(console, keys.operator) as http:
         operators_page = await http.get(f"/console/orders/{order.order_id}")
         without_token = await http.post(f"/console/orders/{order.order_id}/actions", data={"action": "approve"})
 
-    assert listed(listing) == [order.order_id]
-    for shown in (listing, page):
-        assert 'name="action"' not in shown.text
-        assert 'name="order_id"' not in shown.text
-    assert forged.status_code == 403
-    assert "a purchasing key may not do this" in forged.text
-    assert forged.headers["content-type"].startswith("text/html")
     assert 'value="approve"' in operators_page.text and 'value="cancel"' in operators_page.text
     assert without_token.status_code == 403
     assert "security token is missing or out of date" in without_token.text
@@ -441,7 +501,7 @@ async def test_a_batch_needs_orders_and_a_role_that_may_act_on_them(
         )
         unknown_job = await http.get(f"/console/bulk/{uuid.uuid4()}")
     async with signed_in(console, keys.purchasing) as http:
-        token = csrf_of(await http.get("/console/orders"))
+        token = csrf_of(await http.get("/console/inventory"))
         forged = await http.post("/console/bulk", data={"action": "approve", "order_id": order.order_id, "csrf": token})
 
     assert (nothing.status_code, no_reason.status_code, none_match.status_code) == (422, 422, 422)
@@ -494,3 +554,20 @@ async def test_inventory_shows_stock_per_warehouse_low_stock_and_to_purchasing_t
         level = await stock_level(session, chair)
     assert level is not None and level.on_hand == 7
     assert unknown.status_code == 409 and "unknown SKU NO-SUCH" in unknown.text
+
+
+async def test_the_orders_waiting_for_stock_link_to_their_pages_only_for_roles_that_may_open_them(
+    console: str, keys: Keys, sessionmaker: Sessions
+) -> None:
+    order = await stored_order(sessionmaker, OrderStatus.BACKORDERED)
+    async with sessionmaker.begin() as session:
+        await record_shortage(session, "CHAIR-006", order.order_id, 3, datetime.now(UTC))
+    pages = {}
+    for role in (Role.PURCHASING, Role.ADMIN):
+        async with signed_in(console, keys.of(role)) as http:
+            pages[role] = (await http.get("/console/inventory")).text
+
+    link = f'<a class="mono" href="/console/orders/{order.order_id}">{order.order_id}</a>'
+    assert f'<span class="mono">{order.order_id}</span>' in pages[Role.PURCHASING]
+    assert link not in pages[Role.PURCHASING]
+    assert link in pages[Role.ADMIN]

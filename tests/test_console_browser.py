@@ -116,12 +116,15 @@ def no_script_errors(console: Console) -> Any:
     assert console.errors == []
 
 
-async def sign_in(page: Page, console: Console, key: str, path: str = "/console/orders") -> None:
+async def sign_in(
+    page: Page, console: Console, key: str, path: str = "/console/orders", lands: str | None = None
+) -> None:
+    """Open `path`, sign in on the page it sends to, and land on `path` again (or on `lands`)."""
     await page.goto(console.url(path))
     await expect(page).to_have_url(re.compile(r"/console/login\?next="))
     await page.get_by_label("API key").fill(key)
     await page.get_by_role("button", name="Sign in").click()
-    await expect(page).to_have_url(console.url(path))
+    await expect(page).to_have_url(console.url(lands or path))
 
 
 async def shoot(page: Page, name: str) -> None:
@@ -207,16 +210,19 @@ async def test_a_cancellation_asks_for_its_reason(console: Console, browser: Bro
         await context.close()
 
 
-async def test_purchasing_receives_stock_for_a_waiting_order_and_sees_no_approve(
+async def test_purchasing_lands_on_inventory_receives_stock_for_a_waiting_order_and_never_sees_an_order(
     console: Console, browser: Browser, no_script_errors: None
 ) -> None:
     context, page = await console.open(browser)
     target = console.for_review[1]
     try:
-        await sign_in(page, console, console.stack.keys.purchasing, "/console/inventory")
+        # Sent to sign in by an order's page, purchasing lands on inventory: orders are not its to read.
+        await sign_in(page, console, console.stack.keys.purchasing, f"/console/orders/{target}", "/console/inventory")
+        await expect(page.get_by_role("navigation").get_by_role("link", name="Orders")).to_have_count(0)
         shortages = page.locator("#shortages")
         await expect(shortages).to_contain_text(SHORT_SKU)
-        await expect(shortages.get_by_role("link", name=console.waiting)).to_be_visible()
+        await expect(shortages).to_contain_text(console.waiting)
+        await expect(shortages.get_by_role("link")).to_have_count(0)
 
         receive = page.locator("#receive")
         await receive.get_by_label("SKU").fill(SHORT_SKU)
@@ -234,14 +240,17 @@ async def test_purchasing_receives_stock_for_a_waiting_order_and_sees_no_approve
         await page.reload()
         await expect(page.locator("#shortages")).to_contain_text("No order is waiting for stock.")
 
-        # The orders, read-only: no control to approve, reject or cancel.
+        # An order's page, opened by hand, is refused as a page of the console.
         await page.goto(console.url(f"/console/orders/{target}"))
-        await expect(page.locator("#order-status")).to_have_text("pending_review")
-        await expect(page.get_by_role("button", name="Approve")).to_have_count(0)
-        await page.goto(console.url("/console/orders"))
-        await expect(page.get_by_role("button", name="Approve")).to_have_count(0)
-        await expect(page.locator("input[name=order_id]")).to_have_count(0)
-        await page.keyboard.press("a")
+        await expect(page.get_by_role("heading", name="Not available")).to_be_visible()
+        await expect(page.get_by_role("alert")).to_have_text("a purchasing key may not do this")
+        await expect(page.locator("#order-status")).to_have_count(0)
+        # The browser reports the refusal's status as a resource that failed to load: that one is expected.
+        refused = f"{page.url}: Failed to load resource: the server responded with a status of 403 (Forbidden)"
+        assert refused in console.errors
+        console.errors.remove(refused)
+        await page.get_by_role("link", name="Back to the console").click()
+        await expect(page).to_have_url(console.url("/console/inventory"))
 
         # A forged approval, with the session's own token, is refused all the same.
         token = await page.locator("input[name=csrf]").first.get_attribute("value")

@@ -3,6 +3,7 @@ another, with encryption keys of its own made on the first run."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -208,24 +209,43 @@ def registered_search_attributes(env: dict[str, str]) -> dict[str, str]:
     }
 
 
+def started_for(folder: Path) -> set[int]:
+    """The processes running with a stack data folder under `folder`: a stack and every child it started."""
+    marker = f"OMS_STACK_DATA_DIR={folder}".encode()
+    found: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and alive(int(entry.name)):
+            try:
+                if any(variable.startswith(marker) for variable in (entry / "environ").read_bytes().split(b"\0")):
+                    found.add(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
 @pytest.fixture
-def stack_guard() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Stops a stack a failed test left running, with everything it started."""
+def stack_guard(tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Stops what a failed test left running: its stacks, and the children of a stack that ended without them."""
     started: list[subprocess.Popen[bytes]] = []
     yield started
     for stack in started:
         if stack.poll() is None:
-            left = descendants(stack.pid)
             stack.kill()
             stack.wait()
-            for pid in left:
-                if alive(pid):
-                    os.killpg(pid, signal.SIGKILL)
+    for pid in started_for(tmp_path):
+        # Each child leads a process group of its own: what it started goes too.
+        for end in (os.killpg, os.kill):
+            with contextlib.suppress(ProcessLookupError):
+                end(pid, signal.SIGKILL)
 
 
+# Ctrl-C in a terminal, SIGTERM from a supervisor (systemd, docker stop), SIGHUP from a terminal closing.
 @pytest.mark.system
-def test_make_run_serves_the_api_and_temporal_ui_and_ctrl_c_stops_every_child(
-    tmp_path: Path, stack_guard: list[subprocess.Popen[bytes]]
+@pytest.mark.parametrize(
+    "signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["ctrl-c", "sigterm", "terminal-closed"]
+)
+def test_make_run_serves_the_api_and_temporal_ui_and_a_stop_signal_stops_every_child(
+    tmp_path: Path, stack_guard: list[subprocess.Popen[bytes]], signum: signal.Signals
 ) -> None:
     env = stack_environment(tmp_path / "data")
     output = tmp_path / "stack.log"
@@ -255,7 +275,7 @@ def test_make_run_serves_the_api_and_temporal_ui_and_ctrl_c_stops_every_child(
     assert 'oms_orders{status="delivered"}' in api_metrics.text
     assert "temporal_" in httpx.get(worker_metrics, timeout=10).text
 
-    stack.send_signal(signal.SIGINT)
+    stack.send_signal(signum)
     assert stack.wait(timeout=STOP_SECONDS) == 0, output.read_text()
     assert [pid for pid in children if alive(pid)] == []
     assert "Traceback" not in output.read_text()
