@@ -7,20 +7,24 @@ warehouse would see: the lines and revision of the order, the stock held, the ca
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WithStartWorkflowOperation, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from models import names
 from models.changes import ChangeCommand
 from models.order import (
     Address,
     BackorderPolicy,
+    OrderInput,
     OrderLine,
     OrderState,
     OrderStatus,
@@ -342,3 +346,23 @@ async def test_the_carrier_refusing_the_new_address_leaves_stock_booking_and_rev
     assert final.shipping_address == builders.order_request().shipping_address
     assert held(harness, final.order_id) == {"MUG-1": 2, "TEE-2": 1}
     assert live_bookings(harness, final.order_id) == [f"B-{final.order_id}-1"]
+
+
+async def test_a_change_arriving_with_the_order_itself_is_taken(harness: Harness) -> None:
+    """Update-with-start: the change reaches the run in its first task, before its process has started."""
+    harness.fakes.review = ReviewOutcome(decision=ReviewDecision.MANUAL, reasons=["customer is flagged"])
+    order_id = str(uuid.uuid4())
+    start = WithStartWorkflowOperation(
+        OrderWorkflow.run,
+        OrderInput(order_id=order_id, request=order_request()),
+        id=names.order_workflow_id(order_id),
+        task_queue=harness.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+    )
+
+    after = await harness.env.client.execute_update_with_start_workflow(
+        OrderWorkflow.change, ChangeCommand(lines=lines(**{"MUG-1": 1})), start_workflow_operation=start
+    )
+    harness.started.append(await start.workflow_handle())
+
+    assert (after.revision, quantities(after), after.status) == (2, {"MUG-1": 1}, OrderStatus.PENDING_REVIEW)

@@ -106,6 +106,9 @@ class ProcessEnded(Exception):
 
 @workflow.defn(name=names.ORDER_WORKFLOW)
 class OrderWorkflow:
+    # Whether this run takes changes (patch ORDER_CHANGES); None until its process has started.
+    _accepts_changes: bool | None
+
     @workflow.init
     def __init__(self, order: OrderInput) -> None:
         now = workflow.now()
@@ -584,7 +587,8 @@ class OrderWorkflow:
     # stock is never reserved or released by a change and by an allocation round at once.
 
     def _init_changes(self, order: OrderInput) -> None:
-        self._accepts_changes = False
+        # A change arriving before the process starts waits to learn whether the run takes changes.
+        self._accepts_changes = None
         self._change_lock = asyncio.Lock()
         # The process waits where a change may act; a change is acting; changes accepted and not yet done.
         self._open_for_changes = False
@@ -621,7 +625,7 @@ class OrderWorkflow:
         self._refuse_unfit_change(command)
 
     def _why_not_changeable(self) -> str | None:
-        if not self._accepts_changes and not self._state.status.is_terminal:
+        if self._accepts_changes is False and not self._state.status.is_terminal:
             return "order was placed before orders could be changed"
         invoicing = self._invoicing or self._state.invoice is not None or self._past_point_of_no_return
         return changes.why_not_changeable(self._state.status, invoicing=invoicing, cancelling=self._cancel is not None)
@@ -646,7 +650,7 @@ class OrderWorkflow:
 
     async def _open_to_changes(self, waiting: Any) -> Any:
         """Wait as `waiting` does, letting changes act meanwhile; go on only once none is acting."""
-        self._open_for_changes = self._accepts_changes
+        self._open_for_changes = self._accepts_changes is True
         try:
             return await waiting
         finally:
