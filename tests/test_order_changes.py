@@ -172,6 +172,9 @@ async def test_a_backordered_order_without_its_short_line_allocates_at_once(harn
     final = await harness.deliver(handle)
     assert held(harness, final.order_id) == {"MUG-1": 3}
     assert harness.fakes.stock == {"MUG-1": 7, "TEE-2": 0, "CUP-9": 10}
+    # The first round's draft was cancelled with the shortage; the round after the change booked MUG-1 alone.
+    assert live_bookings(harness, final.order_id) == [f"B-{final.order_id}-2"]
+    assert [each.sku for each in harness.fakes.bookings[f"B-{final.order_id}-2"].shipment.lines] == ["MUG-1"]
 
 
 async def test_a_backordered_order_changed_for_more_than_there_is_stays_backordered(harness: Harness) -> None:
@@ -227,7 +230,10 @@ async def test_a_change_is_refused_once_the_invoice_is_issued_and_leaves_no_trac
     assert refusal_.type == "ChangeRefused"
     assert "invoice is issued" in refusal_.message
     gate.set()
-    await harness.until(handle, OrderStatus.SHIPPED)
+    shipped_state = await harness.until(handle, OrderStatus.SHIPPED)
+    assert (shipped_state.revision, quantities(shipped_state)) == (1, {"MUG-1": 2, "TEE-2": 1})
+    assert held(harness, shipped_state.order_id) == {"MUG-1": 2, "TEE-2": 1}
+    assert live_bookings(harness, shipped_state.order_id) == [f"B-{shipped_state.order_id}-1"]
     shipped = await refused(handle, shipping_address=PARIS)
     assert "shipped" in shipped.message
     history = await handle.fetch_history()
