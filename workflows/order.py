@@ -732,7 +732,8 @@ class OrderWorkflow:
         self._commit_change(changed, diff, revision, stock, shipment)
         await workflow.execute_local_activity_method(
             OrderRecordActivities.record_change,
-            RecordChangeInput(state=self._state),
+            # The record keeps the timeline in rows of its own: the change carries none of it.
+            RecordChangeInput(state=self._state.model_copy(update={"timeline": []})),
             summary=f"Record the order at revision {revision}",
             **DB_STEP,
         )
