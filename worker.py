@@ -99,9 +99,11 @@ def build_worker(
         activities=[
             records.record_order,
             records.record_status,
+            records.record_change,
             review.review_order,
             inventory.reserve_line,
             inventory.release_line,
+            inventory.replace_lines,
             inventory.release_order,
             inventory.commit_order,
             inventory.available_stock,

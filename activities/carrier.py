@@ -108,6 +108,9 @@ class CarrierActivities:
 
 def _draft_key(request: PrepareShipmentInput) -> str:
     # Each allocation round books afresh: the draft of an earlier round may have been cancelled.
+    # A change of the order books afresh too, once per revision.
+    if request.revision is not None:
+        return idempotency_key(request.order_id, "carrier", "draft", f"r{request.revision}")
     if request.attempt == 1:
         return idempotency_key(request.order_id, "carrier", "draft")
     return idempotency_key(request.order_id, "carrier", "draft", str(request.attempt))

@@ -6,7 +6,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from db import stock
-from models.inventory import CommitOrderInput, LineKey, ReleaseOrderInput, ReserveLineInput, ReserveLineResult
+from models.inventory import (
+    CommitOrderInput,
+    LineKey,
+    ReleaseOrderInput,
+    ReplaceLinesInput,
+    ReplaceLinesResult,
+    ReserveLineInput,
+    ReserveLineResult,
+)
 
 
 class InventoryActivities:
@@ -27,6 +35,12 @@ class InventoryActivities:
         """Give back what reserve_line held for this key (no-op when nothing is held)."""
         async with self._sessionmaker.begin() as session:
             await stock.release_line(session, key)
+
+    @activity.defn
+    async def replace_lines(self, request: ReplaceLinesInput) -> ReplaceLinesResult:
+        """An order change's stock: release and reserve its lines at once, or change nothing when any is short."""
+        async with self._sessionmaker.begin() as session:
+            return await stock.replace_lines(session, request, self._warehouse_priority)
 
     @activity.defn
     async def release_order(self, request: ReleaseOrderInput) -> None:

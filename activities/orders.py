@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from db import orders, webhooks
-from models.records import RecordOrderInput, StatusChangeInput
+from models.records import RecordChangeInput, RecordOrderInput, StatusChangeInput
 from security.keyring import Keyring
 
 
@@ -34,3 +34,9 @@ class OrderRecordActivities:
         async with self._sessionmaker.begin() as session:
             if await orders.record_status(session, change, self._keyring):
                 await webhooks.enqueue_order_event(session, change.order.order_id, change.event, change.version)
+
+    @activity.defn
+    async def record_change(self, change: RecordChangeInput) -> None:
+        """Write an accepted change of the order's lines, address and total, once per revision."""
+        async with self._sessionmaker.begin() as session:
+            await orders.record_change(session, change, self._keyring)

@@ -67,6 +67,11 @@ ERROR_RESPONSES: dict[int, dict[str, Any]] = {
     403: {"model": ErrorMessage, "description": "The caller may not do this."},
     404: {"model": ErrorMessage, "description": "Not found."},
     409: {"model": ErrorMessage, "description": "Refused in the current state of the resource; the detail says why."},
+    412: {
+        "model": ErrorMessage,
+        "description": "If-Match names another revision than the current one, given in the detail and in ETag.",
+        "headers": {"ETag": {"description": 'The current revision, quoted: "3".', "schema": {"type": "string"}}},
+    },
     413: {"model": ErrorMessage, "description": "The body is larger than the limit."},
     415: {"model": ErrorMessage, "description": "The body is not JSON."},
     422: {"model": ValidationFailed, "description": "The request is invalid; each problem names its field."},
@@ -176,6 +181,17 @@ class ActionRefused(ApiError):
     """The order workflow refused an operator's action; the detail is its reason."""
 
     status_code = status.HTTP_409_CONFLICT
+
+
+class RevisionMismatch(ApiError):
+    """The order was changed since the caller read it (If-Match names another revision)."""
+
+    status_code = status.HTTP_412_PRECONDITION_FAILED
+
+    def __init__(self, detail: str, revision: int) -> None:
+        super().__init__(detail)
+        self.revision = revision
+        self.headers = {"ETag": f'"{revision}"'}
 
 
 class OrderUnavailable(ApiError):

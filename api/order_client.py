@@ -45,9 +45,11 @@ from api.errors import (
     OrderClosed,
     OrderNotFound,
     OrderUnavailable,
+    RevisionMismatch,
     temporal_unavailable,
 )
 from db.orders import claim_idempotency_key, get_order
+from models.changes import ChangeCommand, ChangeRequest
 from models.names import (
     MEMO_CLIENT_ID,
     ORDER_WORKFLOW,
@@ -59,6 +61,7 @@ from models.names import (
     SIGNAL_TRACKING,
     UPDATE_APPROVE,
     UPDATE_CANCEL,
+    UPDATE_CHANGE,
     UPDATE_REJECT,
     order_workflow_id,
 )
@@ -251,6 +254,32 @@ class OrderClient:
         update = UPDATE_APPROVE if approve else UPDATE_REJECT
         command = ReviewCommand(note=note, actor=actor)
         return OrderView.of(await self._update(order_id, update, command, update_id=update_id))
+
+    async def change(
+        self,
+        order_id: str,
+        change: ChangeRequest,
+        *,
+        expected_revision: int | None = None,
+        actor: str = "api",
+        client_id: str | None = None,
+    ) -> OrderView:
+        """The order once the change is applied; RevisionMismatch when `expected_revision` is not the current one,
+        ActionRefused with the order's reason when it refuses the change."""
+        command = ChangeCommand(
+            lines=change.lines,
+            shipping_address=change.shipping_address,
+            note=change.note,
+            expected_revision=expected_revision,
+            actor=actor,
+        )
+        try:
+            return OrderView.of(await self._update(order_id, UPDATE_CHANGE, command, client_id))
+        except ActionRefused as refused:
+            cause = refused.__cause__.cause if isinstance(refused.__cause__, WorkflowUpdateFailedError) else None
+            if isinstance(cause, ApplicationError) and cause.type == "RevisionMismatch" and cause.details:
+                raise RevisionMismatch(cause.message, int(cause.details[0])) from refused
+            raise
 
     async def track(self, event: TrackingEvent) -> None:
         """Hand a carrier event to its order; an event for an order that has finished is dropped."""

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db import personal, rollups
 from db.engine import dialect_insert
 from models.order import ID_PATTERN, OrderFilter, OrderPage, OrderState, OrderStatus, OrderSummary, TimelineEvent
-from models.records import OrderFacts, RecordOrderInput, StatusChangeInput
+from models.records import OrderFacts, RecordChangeInput, RecordOrderInput, StatusChangeInput
 from models.tables import IdempotencyKeyRow, OrderEventRow, OrderLineRow, OrderRow
 from security.keyring import Keyring
 
@@ -160,6 +160,42 @@ async def record_status(session: AsyncSession, change: StatusChangeInput, keyrin
             )
         )
     await rollups.count_order(session, order_id)
+    return True
+
+
+async def record_change(session: AsyncSession, change: RecordChangeInput, keyring: Keyring) -> bool:
+    """Write an accepted change over the record: lines, shipping address (sealed), total and revision.
+
+    Only a newer revision is written, so a retried or late write of an older one changes nothing. The
+    rest of the stored state (status, review, shipment...) is what status changes write, and stays.
+    Returns whether the change was written.
+    """
+    state = change.state
+    public, pii = _sealed_without_timeline(state, keyring)
+    row = (
+        await session.execute(
+            select(OrderRow.revision, OrderRow.state).where(OrderRow.order_id == state.order_id).with_for_update()
+        )
+    ).first()
+    if row is None or row.revision >= state.revision or not _is_whole(row.state):
+        return False
+    stored = {**row.state, **{name: public[name] for name in ("lines", "total", "revision")}}
+    await session.execute(
+        update(OrderRow)
+        .where(OrderRow.order_id == state.order_id)
+        .values(revision=state.revision, total=state.total, state=stored, pii=pii)
+        .execution_options(synchronize_session=False)
+    )
+    numbers = [line.line_no for line in state.lines]
+    await session.execute(
+        delete(OrderLineRow).where(OrderLineRow.order_id == state.order_id, OrderLineRow.line_no.not_in(numbers))
+    )
+    for line in state.lines:
+        values = {"sku": line.sku, "quantity": line.quantity, "unit_price": line.unit_price}
+        statement = dialect_insert(session, OrderLineRow).values(
+            order_id=state.order_id, line_no=line.line_no, **values
+        )
+        await session.execute(statement.on_conflict_do_update(index_elements=["order_id", "line_no"], set_=values))
     return True
 
 

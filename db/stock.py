@@ -22,7 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.engine import dialect_insert
 from db.forecast import receive_on_order
-from models.inventory import LineKey, ReserveLineResult, StockLevel, WarehouseStock
+from models.inventory import (
+    LineKey,
+    ReplaceLinesInput,
+    ReplaceLinesResult,
+    ReserveLineResult,
+    StockLevel,
+    WarehouseStock,
+)
 from models.order import Allocation
 from models.tables import LineShortageRow, ReservationRow, SkuRow, StockReceiptRow, StockRow, WarehouseRow
 
@@ -317,6 +324,90 @@ async def _settle(session: AsyncSession, conditions: Sequence[ColumnElement[bool
 async def release_line(session: AsyncSession, key: LineKey) -> int:
     """Give back what the key holds; returns the units released (0 when nothing was held)."""
     return await _settle(session, _key_filter(key), RELEASED)
+
+
+async def replace_lines(
+    session: AsyncSession, change: ReplaceLinesInput, priority: Sequence[str]
+) -> ReplaceLinesResult:
+    """Release the `release` keys and reserve every `reserve` line, in one go: all of it, or nothing when any is short.
+
+    The stock rows of every SKU involved are locked first, in (sku, warehouse) order, the order every
+    writer takes them in. Asked again (same order and round), it answers as the first time: the lines
+    it holds, or the shortages it found, which are kept like an allocation round's.
+    """
+    skus = sorted({line.sku for line in change.reserve} | set(await _skus_held(session, change.release)))
+    await session.execute(
+        select(StockRow.sku).where(StockRow.sku.in_(skus)).order_by(StockRow.sku, StockRow.warehouse).with_for_update()
+    )
+    # Lines in (sku, line) order, answered in that order too.
+    wanted = sorted(change.reserve, key=lambda line: (line.sku, line.key.line_no))
+    keys = [line.key for line in wanted]
+    if await _any_held(session, keys) or await _any_shortage(session, keys):
+        return ReplaceLinesResult(lines=[await _first_answer(session, line.key, line.sku) for line in wanted])
+    results: list[ReserveLineResult] = []
+    savepoint = await session.begin_nested()
+    for key in change.release:
+        await release_line(session, key)
+    for line in wanted:
+        results.append(await reserve_line(session, line.key, line.sku, line.quantity, priority))
+    if not any(result.shortage for result in results):
+        await savepoint.commit()
+        return ReplaceLinesResult(lines=results)
+    # Short: nothing released, nothing held; the short lines are kept as this round's answer.
+    await savepoint.rollback()
+    short = [result for result in results if result.shortage]
+    await session.execute(
+        dialect_insert(session, LineShortageRow)
+        .values(
+            [
+                {
+                    "order_id": change.order_id,
+                    "line_no": result.line_no,
+                    "attempt": change.round,
+                    "sku": result.sku,
+                    "quantity": result.shortage,
+                    "created_at": _now(),
+                }
+                for result in short
+            ]
+        )
+        .on_conflict_do_nothing(index_elements=["order_id", "line_no", "attempt"])
+    )
+    return ReplaceLinesResult(
+        lines=[
+            result if result.shortage else ReserveLineResult(line_no=result.line_no, sku=result.sku)
+            for result in results
+        ]
+    )
+
+
+async def _skus_held(session: AsyncSession, keys: Sequence[LineKey]) -> list[str]:
+    skus: set[str] = set()
+    for key in keys:
+        skus.update((await session.execute(select(ReservationRow.sku).where(*_key_filter(key)))).scalars())
+    return sorted(skus)
+
+
+async def _any_held(session: AsyncSession, keys: Sequence[LineKey]) -> bool:
+    for key in keys:
+        if await _held_for(session, key):
+            return True
+    return False
+
+
+async def _any_shortage(session: AsyncSession, keys: Sequence[LineKey]) -> bool:
+    for key in keys:
+        if await session.scalar(select(LineShortageRow.quantity).where(*_key_filter(key, LineShortageRow))):
+            return True
+    return False
+
+
+async def _first_answer(session: AsyncSession, key: LineKey, sku: str) -> ReserveLineResult:
+    held = await _held_for(session, key)
+    if held:
+        return _result(key, sku, held)
+    short = await session.scalar(select(LineShortageRow.quantity).where(*_key_filter(key, LineShortageRow)))
+    return ReserveLineResult(line_no=key.line_no, sku=sku, shortage=short or 0)
 
 
 async def release_order(session: AsyncSession, order_id: str) -> int:

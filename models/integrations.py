@@ -16,6 +16,8 @@ class PrepareShipmentInput(BaseModel):
     currency: str
     # Allocation round: a draft booking cancelled after a shortage is not the one made after restock.
     attempt: int = 1
+    # Set for the draft that replaces the booking when the order is changed: the revision it books for.
+    revision: int | None = None
 
 
 class RateQuote(BaseModel):

@@ -51,3 +51,25 @@ class StockLevel(BaseModel):
     reserved: int
     available: int
     warehouses: list[WarehouseStock]
+
+
+class ReplaceLinesInput(BaseModel):
+    """A change's stock work, done whole or not at all: give back what `release` holds, hold `reserve`.
+
+    Every reservation in `reserve` is keyed by the change's own round (domain.changes.change_round),
+    which makes the step idempotent: asked again, it answers as it did the first time.
+    """
+
+    order_id: str
+    round: int
+    release: list[LineKey] = []
+    reserve: list[ReserveLineInput] = []
+
+
+class ReplaceLinesResult(BaseModel):
+    # One per line reserved; when any line is short, none holds anything and nothing was released.
+    lines: list[ReserveLineResult] = []
+
+    @property
+    def short(self) -> bool:
+        return any(line.shortage for line in self.lines)

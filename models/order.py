@@ -187,6 +187,8 @@ class OrderState(BaseModel):
     total: Decimal
     currency: str
     backorder_policy: BackorderPolicy
+    # 1 when placed, one more with each change accepted (PATCH /orders/{id}).
+    revision: int = 1
     review: ReviewOutcome | None = None
     shipment: Shipment | None = None
     invoice: Invoice | None = None

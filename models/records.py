@@ -106,3 +106,10 @@ class StatusChangeInput(BaseModel):
 class ReviewInput(BaseModel):
     order_id: str
     request: OrderRequest
+
+
+class RecordChangeInput(BaseModel):
+    """An accepted change of the order: the order as it now stands, written over the record's lines,
+    address, total and revision. Written once per revision; an older revision never overwrites a newer."""
+
+    state: OrderState

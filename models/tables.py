@@ -128,6 +128,7 @@ class OrderRow(Base):
         Index("ix_orders_status_created", "status", "created_at"),
         Index("ix_orders_customer_created", "customer_id", "created_at"),
         Index("ix_orders_client_created", "client_id", "created_at"),
+        CheckConstraint("revision >= 1", name="revision_positive"),
     )
     order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     workflow_id: Mapped[str] = mapped_column(String(80))
@@ -137,6 +138,8 @@ class OrderRow(Base):
     status: Mapped[str] = mapped_column(String(20))
     total: Mapped[Decimal] = mapped_column(Numeric(14, 2))
     currency: Mapped[str] = mapped_column(String(3))
+    # 1 when placed, one more per accepted change; lines, address and total are those of this revision.
+    revision: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     # The newest timeline entry written, by (version, seq); status changes arriving out of order
     # or twice are ignored. The version is the workflow's history length when the entry was made:
     # a workflow task that replaces a lost one has a longer history, so what it writes wins.

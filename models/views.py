@@ -124,8 +124,13 @@ class OrderView(View):
     status: OrderStatus = Field(description="Where the order stands.")
     customer: CustomerView = Field(description="Who ordered.")
     shipping_address: AddressView = Field(description="Where the order goes.")
-    lines: list[OrderLineView] = Field(description="What was ordered, line by line, with where it is reserved.")
+    lines: list[OrderLineView] = Field(
+        description="The lines as they now stand (after any change), with where each is reserved."
+    )
     total: Decimal = Field(description="The lines' total, in the order's currency, before shipping and tax.")
+    revision: int = Field(
+        default=1, description='1 when placed, one more per accepted change; send it back as If-Match: "<revision>".'
+    )
     currency: str = Field(description="ISO 4217 currency code.")
     backorder_policy: BackorderPolicy = Field(description="What happens when stock is short: wait, or cancel.")
     review: ReviewView | None = Field(default=None, description="The review's outcome; null until reviewed.")

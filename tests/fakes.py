@@ -27,7 +27,15 @@ from models.integrations import (
     PurchasingNotice,
     RateQuote,
 )
-from models.inventory import CommitOrderInput, LineKey, ReleaseOrderInput, ReserveLineInput, ReserveLineResult
+from models.inventory import (
+    CommitOrderInput,
+    LineKey,
+    ReleaseOrderInput,
+    ReplaceLinesInput,
+    ReplaceLinesResult,
+    ReserveLineInput,
+    ReserveLineResult,
+)
 from models.names import REPLENISHMENT_WORKFLOW, SIGNAL_SHORTAGE, replenishment_workflow_id
 from models.order import Allocation, Invoice, ReviewDecision, ReviewOutcome, Shipment
 from models.purchasing import (
@@ -37,7 +45,7 @@ from models.purchasing import (
     ShortageReport,
     ShortageResolvedInput,
 )
-from models.records import RecordOrderInput, ReviewInput, StatusChangeInput
+from models.records import RecordChangeInput, RecordOrderInput, ReviewInput, StatusChangeInput
 
 
 class FakeSystems:
@@ -62,6 +70,13 @@ class FakeSystems:
         # Open shortages as recorded: (sku, order_id) -> the record.
         self.open_shortages: dict[tuple[str, str], ShortageRecordInput] = {}
         self.delivered_notices: list[PurchasingNotice] = []
+        # The carrier's view: every draft booking by id, and those cancelled.
+        self.bookings: dict[str, DraftBookingInput] = {}
+        self.cancelled_bookings: set[str] = set()
+        # The order record as each accepted change wrote it.
+        self.recorded_changes: list[RecordChangeInput] = []
+        # The review's answer to a change (review_order's input with more than one revision), when not `review`.
+        self.change_review: ReviewOutcome | None = None
 
     def activities(self) -> list[object]:
         return [
@@ -71,6 +86,8 @@ class FakeSystems:
             self.reserve_line,
             self.release_line,
             self.release_order,
+            self.replace_lines,
+            self.record_change,
             self.commit_order,
             self.available_stock,
             self.check_address,
@@ -111,7 +128,15 @@ class FakeSystems:
     @activity.defn(name="review_order")
     async def review_order(self, request: ReviewInput) -> ReviewOutcome:
         await self._step("review_order")
+        if self.change_review is not None and self.calls["review_order"] > 1:
+            return self.change_review
         return self.review
+
+    @activity.defn(name="record_change")
+    async def record_change(self, change: RecordChangeInput) -> None:
+        await self._step("record_change")
+        if all(done.state.revision != change.state.revision for done in self.recorded_changes):
+            self.recorded_changes.append(change)
 
     @activity.defn(name="reserve_line")
     async def reserve_line(self, request: ReserveLineInput) -> ReserveLineResult:
@@ -148,6 +173,51 @@ class FakeSystems:
             sku, quantity = self.held.pop(key)
             self.stock[sku] = self.stock.get(sku, 0) + quantity
 
+    @activity.defn(name="replace_lines")
+    async def replace_lines(self, request: ReplaceLinesInput) -> ReplaceLinesResult:
+        """All at once, or nothing when a line is short, as the real step."""
+        await self._step("replace_lines")
+        keys = {(line.key.order_id, line.key.line_no, line.key.attempt) for line in request.reserve}
+        if keys & set(self.held):
+            return ReplaceLinesResult(
+                lines=[
+                    ReserveLineResult(
+                        line_no=line.key.line_no,
+                        sku=line.sku,
+                        allocations=[Allocation(warehouse="WH-1", quantity=line.quantity)],
+                    )
+                    for line in request.reserve
+                ]
+            )
+        stock = dict(self.stock)
+        held = dict(self.held)
+        for key in request.release:
+            released = held.pop((key.order_id, key.line_no, key.attempt), None)
+            if released:
+                stock[released[0]] = stock.get(released[0], 0) + released[1]
+        results = []
+        for line in request.reserve:
+            if stock.get(line.sku, 0) < line.quantity:
+                results.append(ReserveLineResult(line_no=line.key.line_no, sku=line.sku, shortage=line.quantity))
+                continue
+            stock[line.sku] -= line.quantity
+            held[(line.key.order_id, line.key.line_no, line.key.attempt)] = (line.sku, line.quantity)
+            results.append(
+                ReserveLineResult(
+                    line_no=line.key.line_no,
+                    sku=line.sku,
+                    allocations=[Allocation(warehouse="WH-1", quantity=line.quantity)],
+                )
+            )
+        if any(result.shortage for result in results):
+            return ReplaceLinesResult(
+                lines=[
+                    result if result.shortage else result.model_copy(update={"allocations": []}) for result in results
+                ]
+            )
+        self.stock, self.held = stock, held
+        return ReplaceLinesResult(lines=results)
+
     @activity.defn(name="commit_order")
     async def commit_order(self, request: CommitOrderInput) -> None:
         await self._step("commit_order")
@@ -169,8 +239,10 @@ class FakeSystems:
     @activity.defn(name="draft_booking")
     async def draft_booking(self, request: DraftBookingInput) -> Shipment:
         await self._step("draft_booking")
-        order_id, attempt = request.shipment.order_id, request.shipment.attempt
-        return Shipment(carrier="test-carrier", booking_id=f"B-{order_id}-{attempt}", rate=request.quote.rate)
+        order_id, attempt, revision = request.shipment.order_id, request.shipment.attempt, request.shipment.revision
+        booking_id = f"B-{order_id}-{attempt}" if revision is None else f"B-{order_id}-r{revision}"
+        self.bookings[booking_id] = request
+        return Shipment(carrier="test-carrier", booking_id=booking_id, rate=request.quote.rate)
 
     @activity.defn(name="confirm_booking")
     async def confirm_booking(self, ref: BookingRef) -> ConfirmedBooking:
@@ -180,6 +252,7 @@ class FakeSystems:
     @activity.defn(name="cancel_booking")
     async def cancel_booking(self, ref: BookingRef) -> None:
         await self._step("cancel_booking")
+        self.cancelled_bookings.add(ref.booking_id)
 
     @activity.defn(name="create_invoice")
     async def create_invoice(self, request: InvoiceInput) -> Invoice:

@@ -47,6 +47,7 @@ RULES: dict[tuple[str, str], set[Role]] = {
     ("GET", "/orders"): {CLIENT, OPERATOR},
     ("GET", "/orders/{order_id}"): {CLIENT, OPERATOR},
     ("POST", "/orders/{order_id}/cancel"): {CLIENT, OPERATOR},
+    ("PATCH", "/orders/{order_id}"): {CLIENT, OPERATOR},
     ("POST", "/orders/{order_id}/review"): {OPERATOR},
     ("POST", "/orders/{order_id}/returns"): {CLIENT, OPERATOR},
     ("POST", "/orders/{order_id}/refunds"): {OPERATOR},
@@ -166,7 +167,7 @@ async def test_a_route_answers_only_keys_of_its_roles(
 ) -> None:
     allowed = RULES[(method, path)] | {ADMIN}
     url = path.format(**SAMPLE_IDS)
-    body = {} if method in {"POST", "PUT"} else None
+    body = {} if method in {"POST", "PUT", "PATCH"} else None
     async with (
         serving(temporal, database_url, sessionmaker, task_queue, auth_failure_limit=1000) as base_url,
         http(base_url) as anonymous,

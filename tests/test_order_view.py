@@ -109,6 +109,7 @@ def test_the_view_of_an_order_is_the_json_clients_know() -> None:
             },
         ],
         "total": "120.00",
+        "revision": 1,
         "currency": "EUR",
         "backorder_policy": "wait",
         "review": {"decision": "approved", "reasons": [], "reviewed_by": "rules", "note": None},

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -24,7 +24,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.orders import OrderRecordActivities
     from activities.purchasing import PurchasingActivities
     from activities.review import ReviewActivities
+    from domain import changes
     from models import names
+    from models.changes import ChangeCommand
     from models.integrations import (
         BookingRef,
         CustomerUpsertInput,
@@ -35,13 +37,23 @@ with workflow.unsafe.imports_passed_through():
         PrepareShipmentInput,
         PurchaseInput,
     )
-    from models.inventory import CommitOrderInput, LineKey, ReleaseOrderInput, ReserveLineInput, ReserveLineResult
+    from models.inventory import (
+        CommitOrderInput,
+        LineKey,
+        ReleaseOrderInput,
+        ReplaceLinesInput,
+        ReplaceLinesResult,
+        ReserveLineInput,
+        ReserveLineResult,
+    )
     from models.order import (
         BackorderPolicy,
         CancelCommand,
         Invoice,
         LineState,
         OrderInput,
+        OrderLine,
+        OrderRequest,
         OrderState,
         OrderStatus,
         ResumedDelivery,
@@ -54,7 +66,7 @@ with workflow.unsafe.imports_passed_through():
         TrackingStatus,
     )
     from models.purchasing import Allocated, ReportShortageInput, Withdrawal
-    from models.records import RecordOrderInput, ReviewInput, StatusChangeInput
+    from models.records import RecordChangeInput, RecordOrderInput, ReviewInput, StatusChangeInput
     from workflows.options import BEST_EFFORT_STEP, DB_STEP, EXTERNAL_STEP, StepOptions
     from workflows.saga import Saga
 
@@ -84,6 +96,10 @@ EXTERNAL_WORKFLOW_NOT_FOUND = "ExternalWorkflowExecutionNotFound"
 # its allocation round, tells the run once it has the stock, and reports again (in its place) when not.
 KEEP_PLACE_UNTIL_ALLOCATED = "keep-place-until-allocated"
 
+# An order can be changed before its invoice is issued (the `change` update). Runs started before
+# this patch never open their door to a change, and refuse one.
+ORDER_CHANGES = "order-changes"
+
 
 class ProcessEnded(Exception):
     """Leaves the business process once the order has reached a final status before delivery."""
@@ -91,6 +107,9 @@ class ProcessEnded(Exception):
 
 @workflow.defn(name=names.ORDER_WORKFLOW)
 class OrderWorkflow:
+    # Whether this run takes changes (patch ORDER_CHANGES); None until its process has started.
+    _accepts_changes: bool | None
+
     @workflow.init
     def __init__(self, order: OrderInput) -> None:
         now = workflow.now()
@@ -117,6 +136,7 @@ class OrderWorkflow:
             self._resume(order.resumed)
         # SKUs whose shortage this order may have reported and not yet withdrawn or been woken for.
         self._short_skus: set[str] = set()
+        self._init_changes(order)
 
     @workflow.run
     async def run(self, order: OrderInput) -> OrderState:
@@ -140,6 +160,7 @@ class OrderWorkflow:
         if order.resumed is not None:
             await self._await_delivery()
             return await self._finish()
+        self._accepts_changes = workflow.patched(ORDER_CHANGES)
         try:
             await self._record_order()
             self._best_effort(
@@ -149,7 +170,9 @@ class OrderWorkflow:
             )
             await self._review()
             await self._allocate_stock_and_prepare_shipping()
-            await self._settle_and_ship()
+            while not await self._settle_and_ship():
+                # A change sent the order back, before its invoice: to an operator's review, or for stock.
+                await self._allocate_stock_and_prepare_shipping()
             await self._await_delivery()
         except ProcessEnded:
             pass
@@ -262,10 +285,12 @@ class OrderWorkflow:
 
     async def _manual_review(self, automatic: ReviewOutcome) -> None:
         self._set_status(OrderStatus.PENDING_REVIEW, "sent to manual review", detail="; ".join(automatic.reasons))
-        decided = await self._wait(
-            lambda: self._operator_review is not None or self._cancel is not None,
-            self._input.review_timeout,
-            "Manual review deadline",
+        decided = await self._open_to_changes(
+            self._wait(
+                lambda: self._operator_review is not None or self._cancel is not None,
+                self._input.review_timeout,
+                "Manual review deadline",
+            )
         )
         await self._stop_if_cancelled()
         if not decided or self._operator_review is None:
@@ -283,6 +308,8 @@ class OrderWorkflow:
         attempt = 0
         while True:
             attempt += 1
+            if self._sent_to_review is not None:
+                await self._review_changed_order(self._sent_to_review)
             self._set_status(
                 OrderStatus.ALLOCATING, "allocating stock and preparing shipping", detail=f"round {attempt}"
             )
@@ -324,6 +351,7 @@ class OrderWorkflow:
         )
         if result.allocations:
             line.allocations = result.allocations
+            self._held[line.line_no] = key
             self._saga.register(f"release line {line.line_no}", lambda: self._release_line(line, key))
         return result
 
@@ -335,6 +363,8 @@ class OrderWorkflow:
             **DB_STEP,
         )
         line.allocations = []
+        if self._held.get(line.line_no) == key:
+            del self._held[line.line_no]
 
     async def _prepare_shipping(self, attempt: int) -> None:
         """Address check and rate quote at once, then the draft booking; each step retried on its own."""
@@ -345,6 +375,11 @@ class OrderWorkflow:
             currency=self._state.currency,
             attempt=attempt,
         )
+        shipment = await self._check_quote_and_draft(request)
+        self._state.shipment = shipment
+        self._saga.register("cancel carrier booking", lambda: self._cancel_booking(shipment))
+
+    async def _check_quote_and_draft(self, request: PrepareShipmentInput, purpose: str = "") -> Shipment:
         _, quote = await asyncio.gather(
             workflow.execute_local_activity_method(
                 CarrierActivities.check_address, request, summary="Carrier: check the address", **EXTERNAL_STEP
@@ -356,11 +391,10 @@ class OrderWorkflow:
         shipment: Shipment = await self._step_with_effect(
             CarrierActivities.draft_booking,
             DraftBookingInput(shipment=request, quote=quote),
-            f"Carrier: draft booking at {quote.rate} {quote.currency}",
+            f"Carrier: draft booking{purpose} at {quote.rate} {quote.currency}",
             EXTERNAL_STEP,
         )
-        self._state.shipment = shipment
-        self._saga.register("cancel carrier booking", lambda: self._cancel_booking(shipment))
+        return shipment
 
     async def _cancel_booking(self, shipment: Shipment) -> None:
         await workflow.execute_local_activity_method(
@@ -395,8 +429,10 @@ class OrderWorkflow:
                 for sku, quantity in sorted(demand.items())
             )
         )
-        restocked = await self._wait(
-            lambda: self._restocked or self._cancel is not None, self._input.backorder_timeout, "Backorder deadline"
+        restocked = await self._open_to_changes(
+            self._wait(
+                lambda: self._restocked or self._cancel is not None, self._input.backorder_timeout, "Backorder deadline"
+            )
         )
         if self._cancel is not None or not restocked:
             await self._withdraw_from_replenishment(skus)
@@ -431,8 +467,11 @@ class OrderWorkflow:
                 # No replenishment run for the SKU (never started, or closed): none holds this order's demand.
                 workflow.logger.info("no replenishment of %s for signal %s", sku, signal)
 
-    async def _settle_and_ship(self) -> None:
+    async def _settle_and_ship(self) -> bool:
+        """Invoice, book and hand over; False, before the invoice, when a change sent the order back."""
         self._set_status(OrderStatus.FULFILLING, "stock allocated, settling with finance")
+        if not await self._let_changes_in_before_invoicing():
+            return False
         self._notify("confirmed", None)
         try:
             invoice: Invoice = await self._step_with_effect(
@@ -487,6 +526,7 @@ class OrderWorkflow:
             ),
             "Record purchase in CRM",
         )
+        return True
 
     async def _void_invoice(self) -> None:
         invoice = self._state.invoice
@@ -553,6 +593,276 @@ class OrderWorkflow:
             self._notify("delivered", None)
         else:
             self._append_event(f"carrier: {event.status.value}", actor="carrier", detail=event.tracking_number)
+
+    # ---- Changing the order before its invoice is issued (PATCH /orders/{id}). ----
+    #
+    # A change runs only while the process waits (for an operator, for stock, or before invoicing
+    # once stock is allocated), one change at a time, and the process goes on only once it is done:
+    # stock is never reserved or released by a change and by an allocation round at once.
+
+    def _init_changes(self, order: OrderInput) -> None:
+        # A change arriving before the process starts waits to learn whether the run takes changes.
+        self._accepts_changes = None
+        self._change_lock = asyncio.Lock()
+        # The process waits where a change may act; a change is acting; changes accepted and not yet done.
+        self._open_for_changes = False
+        self._changing = False
+        self._changes_waiting = 0
+        self._invoicing = False
+        # The highest line number the order ever had: numbers name reservations and are never reused.
+        self._last_line_no = len(order.request.lines)
+        # The reservation key that holds each line's stock.
+        self._held: dict[int, LineKey] = {}
+        # What a change asks of the process: an operator's review first, or a new allocation round.
+        self._sent_to_review: ReviewOutcome | None = None
+        self._reallocate = False
+
+    @workflow.update(name=names.UPDATE_CHANGE)
+    async def change(self, command: ChangeCommand) -> OrderState:
+        self._changes_waiting += 1
+        try:
+            async with self._change_lock:
+                while not (self._open_for_changes or self._why_not_changeable()):
+                    await workflow.wait_condition(lambda: self._open_for_changes or bool(self._why_not_changeable()))
+                self._refuse_unfit_change(command)
+                self._changing = True
+                try:
+                    await self._apply_change(command)
+                finally:
+                    self._changing = False
+        finally:
+            self._changes_waiting -= 1
+        return self._state
+
+    @change.validator
+    def _validate_change(self, command: ChangeCommand) -> None:
+        self._refuse_unfit_change(command)
+
+    def _why_not_changeable(self) -> str | None:
+        if self._accepts_changes is False and not self._state.status.is_terminal:
+            return "order was placed before orders could be changed"
+        invoicing = self._invoicing or self._state.invoice is not None or self._past_point_of_no_return
+        return changes.why_not_changeable(self._state.status, invoicing=invoicing, cancelling=self._cancel is not None)
+
+    def _refuse_unfit_change(self, command: ChangeCommand) -> None:
+        """Refuse from the order's state alone, so that a refused change leaves nothing in the history."""
+        reason = self._why_not_changeable()
+        if reason:
+            raise ApplicationError(reason, type="ChangeRefused", non_retryable=True)
+        revision = self._state.revision
+        if command.expected_revision is not None and command.expected_revision != revision:
+            raise ApplicationError(
+                f"order is at revision {revision}, not {command.expected_revision}",
+                revision,
+                type="RevisionMismatch",
+                non_retryable=True,
+            )
+        if changes.changes_nothing(
+            self._state.lines, self._state.shipping_address, command.lines, command.shipping_address
+        ):
+            raise ApplicationError("the change asks for the order as it stands", type="EmptyChange", non_retryable=True)
+
+    async def _open_to_changes(self, waiting: Any) -> Any:
+        """Wait as `waiting` does, letting changes act meanwhile; go on only once none is acting."""
+        self._open_for_changes = self._accepts_changes is True
+        try:
+            return await waiting
+        finally:
+            self._open_for_changes = False
+            if self._changing:
+                await workflow.wait_condition(lambda: not self._changing)
+
+    async def _let_changes_in_before_invoicing(self) -> bool:
+        """Let the changes accepted so far act, then close the door: the invoice is next. False when sent back."""
+        if self._changes_waiting:
+            await self._open_to_changes(workflow.wait_condition(lambda: self._changes_waiting == 0))
+        if self._sent_to_review is not None or self._reallocate:
+            self._reallocate = False
+            # Stock and booking are let go while the order waits again, as when it was placed.
+            await self._compensate()
+            return False
+        self._invoicing = True
+        return True
+
+    async def _review_changed_order(self, outcome: ReviewOutcome) -> None:
+        self._sent_to_review = None
+        self._operator_review = None
+        self._state.review = outcome
+        await self._manual_review(outcome)
+
+    async def _apply_change(self, command: ChangeCommand) -> None:
+        request = self._input.request
+        new_lines = command.lines if command.lines is not None else self._order_lines()
+        diff = changes.diff_lines(self._state.lines, new_lines, self._last_line_no)
+        address = command.shipping_address or request.shipping_address
+        address_changed = address != request.shipping_address
+        changed = request.model_copy(update={"lines": list(new_lines), "shipping_address": address})
+        revision = self._state.revision + 1
+        status = self._state.status
+
+        outcome: ReviewOutcome = await workflow.execute_local_activity_method(
+            ReviewActivities.review_order,
+            ReviewInput(order_id=self._state.order_id, request=changed),
+            summary=f"Review change to revision {revision} (automatic rules)",
+            **DB_STEP,
+        )
+        verdict = changes.after_review(outcome, status)
+        if verdict == changes.ReviewVerdict.REFUSE:
+            self._refuse_change(
+                command, "rejected by the review rules: " + "; ".join(outcome.reasons), "ChangeRejected"
+            )
+
+        undo = Saga()
+        shipment: Shipment | None = None
+        stock: ReplaceLinesResult | None = None
+        # Stock and booking are adjusted only where the order holds them and goes on to its invoice.
+        adjusts = bool(self._held) and verdict == changes.ReviewVerdict.GO_ON
+        try:
+            if adjusts and self._state.shipment is not None:
+                drafted = shipment = await self._redraft_booking(changed, revision)
+                undo.register("cancel the new draft booking", lambda: self._cancel_booking(drafted))
+            elif address_changed:
+                await workflow.execute_local_activity_method(
+                    CarrierActivities.check_address,
+                    self._shipment_request(changed, revision),
+                    summary="Carrier: check the new address",
+                    **EXTERNAL_STEP,
+                )
+            if adjusts:
+                stock = await self._replace_stock(diff, revision)
+        except FailureError as error:
+            await undo.compensate()
+            cause = error.cause if isinstance(error, ActivityError) and error.cause else error
+            self._refuse_change(command, str(cause), "ChangeRefused")
+        if stock is not None and stock.short:
+            await undo.compensate()
+            detail = ", ".join(f"{line.sku} short by {line.shortage}" for line in stock.lines if line.shortage)
+            if self._state.backorder_policy == BackorderPolicy.CANCEL:
+                self._refuse_change(command, f"not enough stock: {detail}", "ChangeRefused")
+            # Waiting for stock: the order takes the change and goes back to allocation, to be backordered.
+            self._reallocate, shipment, stock = True, None, None
+
+        old_shipment = self._state.shipment
+        self._commit_change(changed, diff, revision, stock, shipment)
+        await workflow.execute_local_activity_method(
+            OrderRecordActivities.record_change,
+            # The record keeps the timeline in rows of its own: the change carries none of it.
+            RecordChangeInput(state=self._state.model_copy(update={"timeline": []})),
+            summary=f"Record the order at revision {revision}",
+            **DB_STEP,
+        )
+        detail = changes.describe(diff, address_changed, revision)
+        self._append_event(
+            "order changed", actor=command.actor, detail=f"{detail} ({command.note})" if command.note else detail
+        )
+        self._upsert_search_attributes()
+        if shipment is not None and old_shipment is not None:
+            try:
+                await self._cancel_booking(old_shipment)
+            except FailureError:
+                self._state.needs_attention = f"draft booking {old_shipment.booking_id} replaced but not cancelled"
+                self._append_event("flagged for an operator", detail=self._state.needs_attention)
+        if verdict == changes.ReviewVerdict.SEND_TO_REVIEW:
+            self._sent_to_review = outcome
+        if status == OrderStatus.BACKORDERED:
+            # A new allocation round with the lines as they now stand, rather than waiting for the old ones.
+            self._restocked = True
+
+    def _refuse_change(self, command: ChangeCommand, reason: str, kind: str) -> None:
+        self._append_event("change refused", actor=command.actor, detail=reason)
+        raise ApplicationError(f"change refused: {reason}", type=kind, non_retryable=True)
+
+    def _releaser(self, line: LineState, key: LineKey) -> Callable[[], Awaitable[None]]:
+        return lambda: self._release_line(line, key)
+
+    def _order_lines(self) -> list[OrderLine]:
+        return [
+            OrderLine(sku=line.sku, quantity=line.quantity, unit_price=line.unit_price) for line in self._state.lines
+        ]
+
+    def _shipment_request(self, request: OrderRequest, revision: int) -> PrepareShipmentInput:
+        return PrepareShipmentInput(
+            order_id=self._state.order_id,
+            address=request.shipping_address,
+            lines=request.lines,
+            currency=self._state.currency,
+            revision=revision,
+        )
+
+    async def _redraft_booking(self, request: OrderRequest, revision: int) -> Shipment:
+        """Check the address and quote again, then draft the booking that replaces the order's."""
+        return await self._check_quote_and_draft(self._shipment_request(request, revision), f" for revision {revision}")
+
+    async def _replace_stock(self, diff: changes.LineDiff, revision: int) -> ReplaceLinesResult:
+        """Release what changed lines hold and reserve them anew, at once, under the revision's own keys."""
+        moved = [change for change in diff.changes if change.moves_stock]
+        round_ = changes.change_round(revision)
+        request = ReplaceLinesInput(
+            order_id=self._state.order_id,
+            round=round_,
+            release=[self._held[change.line_no] for change in moved if change.line_no in self._held],
+            reserve=[
+                ReserveLineInput(
+                    key=LineKey(order_id=self._state.order_id, line_no=change.line_no, attempt=round_),
+                    sku=change.sku,
+                    quantity=change.after,
+                )
+                for change in moved
+                if change.after
+            ],
+        )
+        if not request.release and not request.reserve:
+            return ReplaceLinesResult()
+        result: ReplaceLinesResult = await self._step_with_effect(
+            InventoryActivities.replace_lines,
+            request,
+            f"Stock for revision {revision}: " + "; ".join(change.describe() for change in moved),
+            DB_STEP,
+        )
+        return result
+
+    def _commit_change(
+        self,
+        request: OrderRequest,
+        diff: changes.LineDiff,
+        revision: int,
+        stock: ReplaceLinesResult | None,
+        shipment: Shipment | None,
+    ) -> None:
+        """The order as the change leaves it; the undo steps of its stock and booking follow it."""
+        current = {line.line_no: line for line in self._state.lines}
+        lines: list[LineState] = []
+        for wanted in diff.lines:
+            line = current.get(wanted.line_no)
+            if line is None:
+                line = wanted
+            else:
+                line.quantity, line.unit_price = wanted.quantity, wanted.unit_price
+            lines.append(line)
+        reserved = {result.line_no: result for result in (stock.lines if stock else [])}
+        round_ = changes.change_round(revision)
+        for change in diff.changes:
+            if stock is None or not change.moves_stock:
+                continue
+            self._held.pop(change.line_no, None)
+            result = reserved.get(change.line_no)
+            kept = next((line for line in lines if line.line_no == change.line_no), None)
+            if kept is None or result is None:
+                self._saga.replace(f"release line {change.line_no}", None)
+                continue
+            key = LineKey(order_id=self._state.order_id, line_no=change.line_no, attempt=round_)
+            kept.allocations = result.allocations
+            self._held[change.line_no] = key
+            self._saga.replace(f"release line {change.line_no}", self._releaser(kept, key))
+        if shipment is not None:
+            self._state.shipment = shipment
+            self._saga.replace("cancel carrier booking", lambda: self._cancel_booking(shipment))
+        self._input = self._input.model_copy(update={"request": request})
+        self._state.lines = lines
+        self._state.total = request.total
+        self._state.shipping_address = request.shipping_address
+        self._state.revision = revision
+        self._last_line_no = max([self._last_line_no, *(line.line_no for line in lines)])
 
     # ---- Undoing: cancellation, failure, compensation. ----
 

@@ -15,6 +15,18 @@ class Saga:
     def register(self, description: str, undo: Callable[[], Awaitable[None]]) -> None:
         self._undo.append((description, undo))
 
+    def replace(self, description: str, undo: Callable[[], Awaitable[None]] | None) -> None:
+        """Undo the step named `description` with `undo` from now on (None: nothing left to undo); added if new."""
+        for index, (registered, _) in enumerate(self._undo):
+            if registered == description:
+                if undo is None:
+                    del self._undo[index]
+                else:
+                    self._undo[index] = (description, undo)
+                return
+        if undo is not None:
+            self._undo.append((description, undo))
+
     def clear(self) -> None:
         """Forget the undo steps: what they would undo is now final."""
         self._undo.clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
@@ -14,6 +15,7 @@ from api.guard import set_audit_target
 from api.refund_client import RefundClient
 from api.return_client import with_returns
 from db.orders import list_orders
+from models.changes import ChangeRequest
 from models.fields import PRINTABLE_ASCII
 from models.order import (
     ID_PATTERN,
@@ -54,6 +56,27 @@ async def _within_order_rate(
     if wait is not None:
         raise TooManyRequests("too many orders from this API key; try again later", retry_after=retry_after(wait))
     return caller
+
+
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        min_length=1,
+        max_length=64,
+        pattern=PRINTABLE_ASCII,
+        description='The revision the change is meant for, as GET gave it: "3". Any other revision answers 412.',
+    ),
+]
+REVISION_TAG = re.compile(r'(?:W/)?"?([0-9]{1,9})"?')
+
+
+def _revision(if_match: str | None) -> int | None:
+    """The revision an If-Match names; `*` names any; a tag that is no revision matches none (0)."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    tag = REVISION_TAG.fullmatch(if_match.strip())
+    return int(tag.group(1)) if tag else 0
 
 
 # Clients place orders (admins too, as staff), within the per-key rate limit.
@@ -127,6 +150,32 @@ async def get_order(order_id: OrderId, orders: OrdersDep, caller: Follower, sess
     """The order as it stands: status, customer, lines with allocations, total, review, shipment, invoice, timeline,
     and its returns, with per line the units delivered and returned."""
     return await with_returns(await orders.state(order_id, client_id=client_scope(caller)), sessionmaker)
+
+
+@router.patch("/{order_id}", response_model=OrderView, responses=error_responses(404, 409, 412, *BODY_ERRORS, 503))
+async def change_order(
+    order_id: OrderId,
+    change: ChangeRequest,
+    response: Response,
+    orders: OrdersDep,
+    caller: Follower,
+    if_match: IfMatch = None,
+) -> OrderView:
+    """Change an order before its invoice is issued: the whole new list of lines, a new shipping address, or both.
+
+    Allowed while the order is received, pending_review, allocating or backordered, and in fulfilling
+    until its invoice is issued; 409 with the reason otherwise, or when the review rules or the stock
+    refuse the change (the order then stays as it was). The answer is the order as it now stands, with
+    its new revision (also in ETag)."""
+    changed = await orders.change(
+        order_id,
+        change,
+        expected_revision=_revision(if_match),
+        actor=caller.role.value,
+        client_id=client_scope(caller),
+    )
+    response.headers["ETag"] = f'"{changed.revision}"'
+    return changed
 
 
 @router.post("/{order_id}/cancel", response_model=OrderView, responses=error_responses(404, 409, *BODY_ERRORS, 503))

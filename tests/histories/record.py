@@ -1,4 +1,4 @@
-"""Record the histories that the replay test keeps: `python -m tests.histories.record <generation>`.
+"""Record the histories that the replay test keeps: `python -m tests.histories.record <generation> [scenario ...]`.
 
 Each scenario runs the real workflows on the time-skipping server against the
 in-memory activities (the workflow tests' harness) and writes the workflow
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import re
 import sys
@@ -19,14 +20,19 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from models import names
+from models.changes import ChangeCommand
 from models.order import (
+    Address,
+    BackorderPolicy,
     CancelCommand,
+    OrderLine,
+    OrderRequest,
     OrderStatus,
     ReviewCommand,
     ReviewDecision,
@@ -316,6 +322,83 @@ async def _continued(handle: WorkflowHandle, first_run: str) -> bool:  # type: i
     return (await handle.describe()).run_id != first_run
 
 
+def _lines(**quantities: int) -> list[OrderLine]:
+    return [OrderLine(sku=sku, quantity=quantity, unit_price="12.50") for sku, quantity in quantities.items()]
+
+
+PARIS = Address(name="Ada Lovelace", line1="1 Rue de Rivoli", city="Paris", postal_code="75001", country="FR")
+
+
+async def changed_while_waiting_for_review(harness: Harness) -> WorkflowHandle:  # type: ignore[type-arg]
+    harness.fakes.review = ReviewOutcome(decision=ReviewDecision.MANUAL, reasons=["customer is flagged"])
+    harness.fakes.stock["CUP-9"] = 5
+    handle = await harness.start()
+    await harness.until(handle, OrderStatus.PENDING_REVIEW)
+    change = ChangeCommand(lines=_lines(**{"MUG-1": 3, "CUP-9": 1}), shipping_address=PARIS, expected_revision=1)
+    await handle.execute_update(OrderWorkflow.change, change)
+    await handle.execute_update(OrderWorkflow.approve, ReviewCommand(note="ok", actor="op-1"))
+    await harness.deliver(handle)
+    return handle
+
+
+async def _change_while_allocating(
+    harness: Harness, change: ChangeCommand, request: OrderRequest | None = None
+) -> WorkflowHandle:  # type: ignore[type-arg]
+    """A change sent while the order allocates: it acts once stock and booking are held, before the invoice."""
+    harness.fakes.gates["reserve_line"] = gate = asyncio.Event()
+    harness.fakes.stock["CUP-9"] = 5
+    handle = await harness.start(request)
+    await harness.until(handle, OrderStatus.ALLOCATING)
+    changing = asyncio.create_task(handle.execute_update(OrderWorkflow.change, change))
+    await _until(lambda: _called(harness, "draft_booking"))
+    await asyncio.sleep(0.2)
+    gate.set()
+    # A refused change is part of the history kept, as is an accepted one.
+    with contextlib.suppress(WorkflowUpdateFailedError):
+        await changing
+    return handle
+
+
+async def changed_while_allocating(harness: Harness) -> WorkflowHandle:  # type: ignore[type-arg]
+    """Stock released and reserved at once, the booking drafted again for the new address, the old one cancelled."""
+    change = ChangeCommand(lines=_lines(**{"MUG-1": 1, "CUP-9": 2}), shipping_address=PARIS)
+    handle = await _change_while_allocating(harness, change)
+    await harness.deliver(handle)
+    return handle
+
+
+async def change_sent_back_to_review(harness: Harness) -> WorkflowHandle:  # type: ignore[type-arg]
+    """The rules send the changed order to an operator: stock and booking are let go until approved."""
+    harness.fakes.change_review = ReviewOutcome(decision=ReviewDecision.MANUAL, reasons=["total above threshold"])
+    handle = await _change_while_allocating(harness, ChangeCommand(lines=_lines(**{"MUG-1": 5})))
+    await harness.until(handle, OrderStatus.PENDING_REVIEW)
+    await handle.execute_update(OrderWorkflow.approve, ReviewCommand(note="ok", actor="op-1"))
+    await harness.deliver(handle)
+    return handle
+
+
+async def change_refused_for_stock(harness: Harness) -> WorkflowHandle:  # type: ignore[type-arg]
+    """An order that cancels when short refuses a change it has no stock for; the new draft is cancelled."""
+    change = ChangeCommand(lines=_lines(**{"MUG-1": 2, "TEE-2": 11}))
+    handle = await _change_while_allocating(harness, change, order_request(BackorderPolicy.CANCEL))
+    await harness.deliver(handle)
+    return handle
+
+
+async def changed_while_backordered(harness: Harness) -> WorkflowHandle:  # type: ignore[type-arg]
+    """A backordered order without its short line allocates at once."""
+    harness.fakes.stock["TEE-2"] = 0
+    handle = await harness.start()
+    await harness.until(handle, OrderStatus.BACKORDERED)
+    await handle.execute_update(OrderWorkflow.change, ChangeCommand(lines=_lines(**{"MUG-1": 3})))
+    await harness.deliver(handle)
+    return handle
+
+
+async def _called(harness: Harness, step: str) -> bool:
+    return harness.fakes.calls[step] > 0
+
+
 SCENARIOS: dict[str, Scenario] = {
     "order_delivered": delivered,
     "order_approved_by_operator": approved_by_operator,
@@ -332,6 +415,11 @@ SCENARIOS: dict[str, Scenario] = {
     "replenishment_keeps_woken_orders": replenishment_keeps_woken_orders,
     "replenishment_notice_outage": replenishment_notice_outage,
     "replenishment_continues_as_new_with_notices": replenishment_continues_as_new_with_notices,
+    "order_changed_while_waiting_for_review": changed_while_waiting_for_review,
+    "order_changed_while_allocating": changed_while_allocating,
+    "order_change_sent_back_to_review": change_sent_back_to_review,
+    "order_changed_while_backordered": changed_while_backordered,
+    "order_change_refused_for_stock": change_refused_for_stock,
 }
 
 
@@ -357,7 +445,7 @@ def without_machine_paths(history_json: str) -> str:
     return json.dumps(clean(json.loads(history_json)), indent=2)
 
 
-async def main(generation: str) -> None:
+async def main(generation: str, only: list[str] | None = None) -> None:
     folder = HERE / generation
     folder.mkdir(exist_ok=True)
     # Recorded unencrypted, so the kept histories can be read, and replayed with any keyring.
@@ -367,6 +455,8 @@ async def main(generation: str) -> None:
     try:
         await register_search_attributes(env.client)
         for name, scenario in SCENARIOS.items():
+            if only and name not in only:
+                continue
             fakes = FakeSystems(stock={"MUG-1": 10, "TEE-2": 10})
             async with Worker(
                 env.client,
@@ -383,6 +473,6 @@ async def main(generation: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m tests.histories.record <generation>")
-    asyncio.run(main(sys.argv[1]))
+    if len(sys.argv) < 2:
+        sys.exit("usage: python -m tests.histories.record <generation> [scenario ...]  (all scenarios by default)")
+    asyncio.run(main(sys.argv[1], sys.argv[2:]))
