@@ -196,6 +196,7 @@ async def record_change(session: AsyncSession, change: RecordChangeInput, keyrin
             order_id=state.order_id, line_no=line.line_no, **values
         )
         await session.execute(statement.on_conflict_do_update(index_elements=["order_id", "line_no"], set_=values))
+    await rollups.count_order(session, state.order_id)
     return True
 
 

@@ -25,10 +25,18 @@ def hour_of(moment: datetime) -> datetime:
 
 
 async def count_order(session: AsyncSession, order_id: str) -> None:
-    """Count the order under its status now: moved from the status it was counted under, if another; once."""
+    """Count the order under its status and total now: moved from the status and total it was counted under,
+    if either differs (a status write, or a change of its lines); once."""
     found = (
         await session.execute(
-            select(OrderRow.status, OrderRow.created_at, OrderRow.currency, OrderRow.total, OrderRollupMarkRow.status)
+            select(
+                OrderRow.status,
+                OrderRow.created_at,
+                OrderRow.currency,
+                OrderRow.total,
+                OrderRollupMarkRow.status,
+                OrderRollupMarkRow.total,
+            )
             .outerjoin(OrderRollupMarkRow, OrderRollupMarkRow.order_id == OrderRow.order_id)
             .where(OrderRow.order_id == order_id)
             .with_for_update(of=OrderRow)
@@ -36,16 +44,18 @@ async def count_order(session: AsyncSession, order_id: str) -> None:
     ).first()
     if found is None:
         return
-    status, created_at, currency, total, counted = found
-    if status == counted:
+    status, created_at, currency, total, counted, counted_total = found
+    if (status, total) == (counted, counted_total):
         return
     hour = hour_of(created_at)
-    moves = [(status, 1)] if counted is None else [(counted, -1), (status, 1)]
+    moves = [(status, 1, total)] if counted is None else [(counted, -1, counted_total), (status, 1, total)]
     # Cells are locked in status order: two orders of one hour moving opposite ways cannot deadlock.
-    for cell_status, change in sorted(moves):
-        await _move(session, hour, cell_status, currency, change, total)
-    mark = dialect_insert(session, OrderRollupMarkRow).values(order_id=order_id, status=status)
-    await session.execute(mark.on_conflict_do_update(index_elements=["order_id"], set_={"status": status}))
+    for cell_status, change, amount in sorted(moves, key=lambda move: (move[0], move[1])):
+        await _move(session, hour, cell_status, currency, change, amount)
+    mark = dialect_insert(session, OrderRollupMarkRow).values(order_id=order_id, status=status, total=total)
+    await session.execute(
+        mark.on_conflict_do_update(index_elements=["order_id"], set_={"status": status, "total": total})
+    )
 
 
 async def _move(session: AsyncSession, hour: datetime, status: str, currency: str, orders: int, total: Decimal) -> None:

@@ -35,8 +35,10 @@ class OrderRollupRow(Base):
 
 
 class OrderRollupMarkRow(Base):
-    """The status an order is counted under in order_rollups, so that a write moves it from there and never twice."""
+    """The status and total an order is counted under in order_rollups, so that a write moves it from there,
+    and never twice; the total, because a change of the order changes its total after it was counted."""
 
     __tablename__ = "order_rollup_marks"
     order_id: Mapped[str] = mapped_column(ForeignKey("orders.order_id"), primary_key=True)
     status: Mapped[str] = mapped_column(String(20))
+    total: Mapped[Decimal] = mapped_column(Numeric(14, 2))

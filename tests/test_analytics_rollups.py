@@ -16,8 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from activities.orders import OrderRecordActivities
 from db.engine import sync_url
 from db.migrate import alembic_config
+from db.orders import get_order
 from models.analytics_tables import OrderRollupRow
 from models.order import OrderStatus
+from models.records import RecordChangeInput
 from models.tables import OrderRow
 from tests.conftest import TEST_KEYRING
 from tests.test_order_records import T0, change, received
@@ -84,6 +86,25 @@ async def test_every_status_write_moves_the_order_to_its_status_now_once(session
         (T0 + timedelta(hours=3), "cancelled", "EUR"): (1, Decimal("30.00")),
     }
     assert cells == await counted_from_orders(sessionmaker)
+
+
+async def test_a_changed_order_is_counted_at_its_new_total_and_moves_on_with_it(sessionmaker: Sessions) -> None:
+    records = OrderRecordActivities(sessionmaker, TEST_KEYRING)
+    await records.record_order(received("o-1"))
+    await records.record_status(change("o-1", 1, OrderStatus.PENDING_REVIEW))
+    async with sessionmaker() as session:
+        placed = await get_order(session, "o-1", TEST_KEYRING)
+    assert placed is not None
+    # The customer adds units while the order waits for review: 30.00 becomes 55.00.
+    changed = placed.model_copy(update={"total": Decimal("55.00"), "revision": 2})
+    await records.record_change(RecordChangeInput(state=changed))
+    after_change = await rollup_cells(sessionmaker)
+    for seq, status in enumerate([OrderStatus.ALLOCATING, OrderStatus.SHIPPED], start=2):
+        await records.record_status(change("o-1", seq, status))
+
+    assert after_change == {(T0, "pending_review", "EUR"): (1, Decimal("55.00"))}
+    assert await rollup_cells(sessionmaker) == {(T0, "shipped", "EUR"): (1, Decimal("55.00"))}
+    assert await rollup_cells(sessionmaker) == await counted_from_orders(sessionmaker)
 
 
 def test_the_migration_counts_the_orders_already_there(tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ def upgrade() -> None:
         "order_rollup_marks",
         sa.Column("order_id", sa.String(length=64), nullable=False),
         sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("total", sa.Numeric(precision=14, scale=2), nullable=False),
         sa.ForeignKeyConstraint(
             ["order_id"], ["orders.order_id"], name=op.f("fk_order_rollup_marks_order_id_orders")
         ),
@@ -49,7 +50,7 @@ def upgrade() -> None:
         "INSERT INTO order_rollups (hour, status, currency, orders, revenue) "
         f"SELECT {hour}, status, currency, count(*), sum(total) FROM orders GROUP BY {hour}, status, currency"
     )
-    op.execute("INSERT INTO order_rollup_marks (order_id, status) SELECT order_id, status FROM orders")
+    op.execute("INSERT INTO order_rollup_marks (order_id, status, total) SELECT order_id, status, total FROM orders")
 
 
 def downgrade() -> None:
