@@ -203,8 +203,9 @@ def _part(values: Mapping[str, str], columns: Mapping[str, str]) -> dict[str, st
 
 
 def _count(cell: str) -> int | str:
-    # A quantity cell is text; "3" is 3, anything else stays text for the model to refuse.
-    return int(cell) if re.fullmatch(r"[0-9]{1,9}", cell) else cell
+    # A quantity cell is text; "3" is 3 and "-1" is -1 (refused by the model as out of range),
+    # anything else stays text for the model to refuse as not a number.
+    return int(cell) if re.fullmatch(r"[+-]?[0-9]{1,9}", cell.strip()) else cell
 
 
 _CSV_COLUMN_OF = {

@@ -59,14 +59,22 @@ def test_each_bad_cell_is_named_by_its_row_and_column() -> None:
         row("PO-2", "LAMP-1", ship_country="gb"),
         row("PO-3", "LAMP-1"),
         row("PO-3", "LAMP-2", customer_id="C-2"),
+        row("PO-4", "LAMP-1", quantity="-1"),
     )
 
     parsed = rules.orders_from_csv(text)
 
-    assert [one.order is None for one in parsed] == [True, True, True]
-    problems = [(problem.row, problem.field) for problem in rules.problems_of(parsed)]
-    assert problems == [(3, "quantity"), (4, "ship_country"), (6, "customer_id")]
-    assert rules.problems_of(parsed)[2].message == "differs from row 5 of the same external_ref"
+    assert [one.order is None for one in parsed] == [True, True, True, True]
+    problems = rules.problems_of(parsed)
+    assert [(problem.row, problem.field) for problem in problems] == [
+        (3, "quantity"),
+        (4, "ship_country"),
+        (6, "customer_id"),
+        (7, "quantity"),
+    ]
+    assert problems[2].message == "differs from row 5 of the same external_ref"
+    # A number out of range is named as such, not as text.
+    assert "greater than or equal to 1" in problems[3].message
 
 
 def test_a_file_with_unknown_or_missing_columns_is_refused_as_a_whole() -> None:
