@@ -77,3 +77,33 @@ async def _move(session: AsyncSession, hour: datetime, status: str, currency: st
             set_={"orders": OrderRollupRow.orders + 1, "revenue": OrderRollupRow.revenue + total},
         )
     )
+
+
+async def mismatches(session: AsyncSession) -> list[str]:
+    """Each cell of the rollups that differs from the orders it counts, as a line of text; none when all agree."""
+    counted: dict[tuple[datetime, str, str], tuple[int, Decimal]] = {}
+    for created_at, status, currency, total in await session.execute(
+        select(OrderRow.created_at, OrderRow.status, OrderRow.currency, OrderRow.total)
+    ):
+        key = (hour_of(created_at), status, currency)
+        orders, revenue = counted.get(key, (0, Decimal(0)))
+        counted[key] = (orders + 1, revenue + total)
+    kept = {
+        (hour_of(hour), status, currency): (orders, revenue)
+        for hour, status, currency, orders, revenue in await session.execute(
+            select(
+                OrderRollupRow.hour,
+                OrderRollupRow.status,
+                OrderRollupRow.currency,
+                OrderRollupRow.orders,
+                OrderRollupRow.revenue,
+            )
+        )
+        if (orders, revenue) != (0, 0)
+    }
+    return [
+        f"rollup {hour:%Y-%m-%d %H}h {status} {currency}: kept {kept.get(key)}, the orders make {counted.get(key)}"
+        for key in sorted(counted.keys() | kept.keys())
+        for hour, status, currency in [key]
+        if kept.get(key) != counted.get(key)
+    ]

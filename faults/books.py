@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.api.enums.v1 import TimeoutType
 from temporalio.client import Client
 
+from db import rollups
 from faults.batch import Batch, PlannedOrder
 from faults.harness import FaultStack
 from faults.shop import ShopCounts
@@ -82,6 +83,7 @@ class _Facts:
     all_records: list[dict[str, Any]]
     unfinished_workflows: list[str]
     lost_tasks: dict[str, int]
+    rollup_mismatches: list[str]
 
 
 async def audit(stack: FaultStack, batch: Batch, shop: ShopCounts, seen: dict[str, str]) -> Audit:
@@ -114,6 +116,8 @@ async def audit(stack: FaultStack, batch: Batch, shop: ShopCounts, seen: dict[st
             books.suspects.add(order_id)
     _check_applied_once(facts.all_records, books)
     _check_ledger(batch, facts, shipped, books)
+    # The dashboard's rollups, kept by the same status writes, add up to the orders.
+    books.ledger += facts.rollup_mismatches
     books.lost += [f"workflow {workflow_id} has not completed" for workflow_id in facts.unfinished_workflows]
     books.lost_tasks = sum(facts.lost_tasks.values())
     books.orders_with_lost_tasks = sum(1 for count in facts.lost_tasks.values() if count)
@@ -228,6 +232,7 @@ def _check_ledger(batch: Batch, facts: _Facts, shipped_orders: set[str], books: 
 async def _read(stack: FaultStack) -> _Facts:
     async with stack.sessionmaker() as session:
         orders, lines, keys, reservations, stock, receipts = await _read_database(session)
+        rollup_mismatches = await rollups.mismatches(session)
     invoices = await stack.records("invoices")
     bookings = await stack.records("bookings")
     client = await stack.temporal()
@@ -256,6 +261,7 @@ async def _read(stack: FaultStack) -> _Facts:
         all_records=invoices + bookings,
         unfinished_workflows=unfinished,
         lost_tasks=lost_tasks,
+        rollup_mismatches=rollup_mismatches,
     )
 
 

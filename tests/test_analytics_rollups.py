@@ -10,10 +10,11 @@ from decimal import Decimal
 from pathlib import Path
 
 from alembic import command
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities.orders import OrderRecordActivities
+from db import rollups
 from db.engine import sync_url
 from db.migrate import alembic_config
 from db.orders import get_order
@@ -105,6 +106,23 @@ async def test_a_changed_order_is_counted_at_its_new_total_and_moves_on_with_it(
     assert after_change == {(T0, "pending_review", "EUR"): (1, Decimal("55.00"))}
     assert await rollup_cells(sessionmaker) == {(T0, "shipped", "EUR"): (1, Decimal("55.00"))}
     assert await rollup_cells(sessionmaker) == await counted_from_orders(sessionmaker)
+
+
+async def test_the_books_name_a_cell_that_differs_from_its_orders(sessionmaker: Sessions) -> None:
+    records = OrderRecordActivities(sessionmaker, TEST_KEYRING)
+    await records.record_order(received("o-1"))
+    async with sessionmaker() as session:
+        agreeing = await rollups.mismatches(session)
+    async with sessionmaker.begin() as session:
+        await session.execute(update(OrderRollupRow).values(revenue=OrderRollupRow.revenue + 5))
+
+    async with sessionmaker() as session:
+        differing = await rollups.mismatches(session)
+
+    assert agreeing == []
+    assert differing == [
+        f"rollup {T0:%Y-%m-%d %H}h received EUR: kept (1, Decimal('35.00')), the orders make (1, Decimal('30.00'))"
+    ]
 
 
 def test_the_migration_counts_the_orders_already_there(tmp_path: Path) -> None:
