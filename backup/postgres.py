@@ -13,6 +13,7 @@ import re
 import secrets
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -195,5 +196,22 @@ def scratch_database(url: str) -> Iterator[str]:
     try:
         yield make_url(url).set(database=name).render_as_string(hide_password=False)
     finally:
+        drop_database(url, name)
+
+
+def drop_database(url: str, name: str, *, attempts: int = 40) -> None:
+    """Drop the database `name` on the server of `url`, ending the sessions still on it.
+
+    A role that is not a superuser may end only sessions of its own: an autovacuum worker busy on a
+    database just restored is not one, and the drop is refused while it runs. It is tried again then,
+    every quarter of a second, until the worker has moved on.
+    """
+    for attempt in range(1, attempts + 1):
         with connect(url, autocommit=True) as connection:
-            connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            try:
+                connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+                return
+            except psycopg.errors.InsufficientPrivilege:
+                if attempt == attempts:
+                    raise
+        time.sleep(0.25)

@@ -35,7 +35,7 @@ from temporalio.worker import Worker
 from activities.backup import BackupActivities
 from backup import BACKUP_SCHEDULE_ID, BACKUP_WORKFLOW_ID
 from backup.manifest import BackupError, backup_name, newest_first, read_manifest, sha256_of, to_delete
-from backup.postgres import tools_for
+from backup.postgres import drop_database, tools_for
 from backup.schedule import ensure_backup_schedule
 from backup.store import create, list_backups, restore, verify
 from db.migrate import alembic_config, upgrade
@@ -100,9 +100,8 @@ def scratch_databases(database_url: str) -> Iterator[list[str]]:
     urls.append(make())
     urls.append(make())
     yield urls
-    with psycopg.connect(_admin_url(database_url), autocommit=True) as connection:
-        for name in made:
-            connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    for name in made:
+        drop_database(database_url, name)
 
 
 def _stock(url: str) -> list[tuple[str, str, int]]:
