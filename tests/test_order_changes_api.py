@@ -40,8 +40,11 @@ async def test_a_client_changes_its_order_with_if_match_and_an_operator_changes_
         (3, "NUT-3", 10),
     ]
     assert changed["timeline"][-1]["actor"] == "client"
-    read = (await api.get(f"/orders/{order_id}")).json()
+    reading = await api.get(f"/orders/{order_id}")
+    read = reading.json()
     assert (read["revision"], [each["sku"] for each in read["lines"]]) == (2, ["WIDGET-1", "NUT-3"])
+    # What a client reads carries the revision to send back in If-Match.
+    assert reading.headers["ETag"] == '"2"'
 
     stale = await api.patch(f"/orders/{order_id}", json={"shipping_address": AMSTERDAM}, headers={"If-Match": '"1"'})
     assert stale.status_code == 412

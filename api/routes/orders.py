@@ -146,10 +146,14 @@ async def get_orders(
 
 
 @router.get("/{order_id}", response_model=OrderView, responses=error_responses(404, 409, 422, 503))
-async def get_order(order_id: OrderId, orders: OrdersDep, caller: Follower, sessionmaker: SessionmakerDep) -> OrderView:
+async def get_order(
+    order_id: OrderId, orders: OrdersDep, caller: Follower, sessionmaker: SessionmakerDep, response: Response
+) -> OrderView:
     """The order as it stands: status, customer, lines with allocations, total, review, shipment, invoice, timeline,
-    and its returns, with per line the units delivered and returned."""
-    return await with_returns(await orders.state(order_id, client_id=client_scope(caller)), sessionmaker)
+    and its returns, with per line the units delivered and returned; its revision also in ETag, for If-Match."""
+    view = await with_returns(await orders.state(order_id, client_id=client_scope(caller)), sessionmaker)
+    response.headers["ETag"] = f'"{view.revision}"'
+    return view
 
 
 @router.patch("/{order_id}", response_model=OrderView, responses=error_responses(404, 409, 412, *BODY_ERRORS, 503))
