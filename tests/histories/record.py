@@ -16,9 +16,10 @@ import contextlib
 import json
 import re
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
@@ -445,15 +446,34 @@ def without_machine_paths(history_json: str) -> str:
     return json.dumps(clean(json.loads(history_json)), indent=2)
 
 
-async def main(generation: str, only: list[str] | None = None) -> None:
-    folder = HERE / generation
-    folder.mkdir(exist_ok=True)
-    # Recorded unencrypted, so the kept histories can be read, and replayed with any keyring.
+@contextlib.asynccontextmanager
+async def recording_server() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server for recording. Histories are recorded unencrypted, so the kept ones can be
+    read, and replayed with any keyring."""
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=data_converter(None), test_server_existing_path=str(BIN / "temporal-test-server")
     )
     try:
         await register_search_attributes(env.client)
+        yield env
+    finally:
+        await env.shutdown()
+
+
+async def keep(folder: Path, name: str, handle: WorkflowHandle[Any, Any]) -> None:
+    """Write the run's history as `<folder>/<name>.json`, without this machine's paths."""
+    history = await handle.fetch_history()
+    _write(folder / f"{name}.json", without_machine_paths(history.to_json()))
+    print(f"recorded {name}: {len(history.events)} events")
+
+
+def _write(file: Path, text: str) -> None:
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(text)
+
+
+async def main(generation: str, only: list[str] | None = None) -> None:
+    async with recording_server() as env:
         for name, scenario in SCENARIOS.items():
             if only and name not in only:
                 continue
@@ -465,11 +485,7 @@ async def main(generation: str, only: list[str] | None = None) -> None:
                 activities=fakes.activities(),
             ):
                 handle = await scenario(Harness(env, TASK_QUEUE, fakes))
-                history = await handle.fetch_history()
-            (folder / f"{name}.json").write_text(without_machine_paths(history.to_json()))
-            print(f"recorded {name}: {len(history.events)} events")
-    finally:
-        await env.shutdown()
+                await keep(HERE / generation, name, handle)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from temporalio.client import WorkflowHandle
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from models.bulk import BulkProgress, CancelJobCommand, ProgressPage, RetryCommand
-from security.codec import data_converter
-from tests.conftest import BIN
-from tests.histories.record import without_machine_paths
+from tests.histories.record import keep, recording_server
 from tests.polling import eventually, until
 from tests.test_bulk_workflow import FakeOrders, Jobs
 from workflows.bulk import BulkJobWorkflow
@@ -81,12 +78,7 @@ SCENARIOS: dict[str, Scenario] = {
 
 
 async def main(generation: str) -> None:
-    folder = HERE / generation
-    folder.mkdir(parents=True, exist_ok=True)
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=data_converter(None), test_server_existing_path=str(BIN / "temporal-test-server")
-    )
-    try:
+    async with recording_server() as env:
         # Kept last: a run continued as new stops the server skipping time.
         for name, scenario in SCENARIOS.items():
             fakes = FakeOrders()
@@ -97,11 +89,7 @@ async def main(generation: str) -> None:
                 activities=[fakes.act_on_order, fakes.place_order],
             ):
                 handle = await scenario(Jobs(env, env.client, TASK_QUEUE, fakes))
-                history = await handle.fetch_history()
-            (folder / f"{name}.json").write_text(without_machine_paths(history.to_json()))
-            print(f"recorded {name}: {len(history.events)} events")
-    finally:
-        await env.shutdown()
+                await keep(HERE / generation, name, handle)
 
 
 if __name__ == "__main__":

@@ -31,9 +31,7 @@ from models.returns import (
     ReturnTrackingEvent,
     ReviewReturnCommand,
 )
-from security.codec import data_converter
-from tests.conftest import BIN, register_search_attributes
-from tests.histories.record import without_machine_paths
+from tests.histories.record import keep, recording_server
 from tests.test_refund_workflow import FakeFinance, start
 from tests.test_return_workflow import FakeReturnSystems, Handle, Returns, return_input
 from workflows.refunds import RefundWorkflow
@@ -181,13 +179,7 @@ SCENARIOS: dict[str, Scenario] = {
 
 
 async def main(generation: str) -> None:
-    folder = HERE / generation
-    folder.mkdir(parents=True, exist_ok=True)
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=data_converter(None), test_server_existing_path=str(BIN / "temporal-test-server")
-    )
-    try:
-        await register_search_attributes(env.client)
+    async with recording_server() as env:
         for name, scenario in SCENARIOS.items():
             fakes = FakeReturnSystems()
             async with Worker(
@@ -197,9 +189,7 @@ async def main(generation: str) -> None:
                 activities=[*fakes.activities(), place_replacement],
             ):
                 handle = await scenario(Returns(env, TASK_QUEUE, fakes))
-                history = await handle.fetch_history()
-            (folder / f"{name}.json").write_text(without_machine_paths(history.to_json()))
-            print(f"recorded {name}: {len(history.events)} events")
+                await keep(HERE / generation, name, handle)
         for name, refund_scenario in REFUND_SCENARIOS.items():
             finance = FakeFinance()
             async with Worker(
@@ -209,11 +199,7 @@ async def main(generation: str) -> None:
                 activities=[finance.refund_order, finance.flag_refund],
             ):
                 refund_handle = await refund_scenario(env, finance)
-                history = await refund_handle.fetch_history()
-            (folder / f"{name}.json").write_text(without_machine_paths(history.to_json()))
-            print(f"recorded {name}: {len(history.events)} events")
-    finally:
-        await env.shutdown()
+                await keep(HERE / generation, name, refund_handle)
 
 
 if __name__ == "__main__":
