@@ -33,6 +33,9 @@ class Settings(BaseSettings):
 
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
+    # gRPC compression of the Temporal client's requests: gzip (the SDK's default) or none. Payloads
+    # are encrypted, so gzip mostly costs CPU; `make bench` measures either.
+    temporal_grpc_compression: Literal["gzip", "none"] = "gzip"
     task_queue: str = names.TASK_QUEUE
     # The Temporal UI as operators' browsers reach it: the console links each order to its workflow there.
     temporal_ui_url: str = "http://127.0.0.1:8233"

@@ -26,6 +26,7 @@ from temporalio.client import (
 )
 from temporalio.converter import DataConverter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.service import GrpcCompression
 
 from models.names import REPLENISHMENT_WORKFLOW, SIGNAL_SHORTAGE, SIGNAL_STOCK_RECEIVED, replenishment_workflow_id
 from models.purchasing import ReplenishmentInput, ShortageReport, StockReceived
@@ -49,6 +50,7 @@ async def connect(settings: Settings, keyring: Keyring | None = None, *, runtime
         data_converter=converter,
         interceptors=client_interceptors(converter),
         runtime=runtime,
+        grpc_compression=GrpcCompression.NONE if settings.temporal_grpc_compression == "none" else GrpcCompression.GZIP,
     )
 
 
