@@ -166,11 +166,16 @@ def alive(pid: int) -> bool:
 
 
 def wait_until_ready(stack: subprocess.Popen[bytes], env: dict[str, str], output: Path) -> None:
-    """Until /readyz is 200, the Temporal UI answers and the banner is out."""
+    """Until /readyz is 200, the Temporal UI and the worker's metrics answer and the banner is out.
+
+    The banner comes once the API is ready; the worker, connecting to Temporal on its own, may come later.
+    """
     api = f"http://127.0.0.1:{env['OMS_API_PORT']}/readyz"
     ui = f"http://127.0.0.1:{env['OMS_STACK_TEMPORAL_UI_PORT']}/"
     deadline = time.monotonic() + START_SECONDS
     pending = [api, ui]
+    if env.get("OMS_STACK_WORKER_METRICS_PORT"):
+        pending.append(f"http://127.0.0.1:{env['OMS_STACK_WORKER_METRICS_PORT']}/metrics")
     while pending or "Order management is running" not in output.read_text():
         assert stack.poll() is None, f"the stack exited with {stack.returncode}:\n{output.read_text()}"
         assert time.monotonic() < deadline, f"not ready: {pending}\n{output.read_text()}"
