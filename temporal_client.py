@@ -27,6 +27,8 @@ from temporalio.client import (
 from temporalio.converter import DataConverter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import GrpcCompression
+from temporalio.worker import UnsandboxedWorkflowRunner, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from models.names import REPLENISHMENT_WORKFLOW, SIGNAL_SHORTAGE, SIGNAL_STOCK_RECEIVED, replenishment_workflow_id
 from models.purchasing import ReplenishmentInput, ShortageReport, StockReceived
@@ -52,6 +54,11 @@ async def connect(settings: Settings, keyring: Keyring | None = None, *, runtime
         runtime=runtime,
         grpc_compression=GrpcCompression.NONE if settings.temporal_grpc_compression == "none" else GrpcCompression.GZIP,
     )
+
+
+def workflow_runner(settings: Settings) -> WorkflowRunner:
+    """How a worker runs workflows: in the sandbox or not (Settings.workflow_sandbox)."""
+    return SandboxedWorkflowRunner() if settings.workflow_sandbox else UnsandboxedWorkflowRunner()
 
 
 def client_interceptors(converter: DataConverter) -> list[RequestIdClientInterceptor]:

@@ -44,7 +44,7 @@ from logging_config import configure_logging
 from observability.interceptors import WorkerContextInterceptor
 from security.keyring import Keyring, KeyringError, load_keyring
 from settings import Settings, get_settings
-from temporal_client import connect, metrics_runtime
+from temporal_client import connect, metrics_runtime, workflow_runner
 from webhook_dispatcher import WebhookDispatcher
 from workflows.backup import BackupWorkflow
 from workflows.bulk import BulkJobWorkflow
@@ -140,6 +140,7 @@ def build_worker(
         ],
         interceptors=[WorkerContextInterceptor()],
         max_cached_workflows=settings.worker_max_cached_workflows,
+        workflow_runner=workflow_runner(settings),
     )
 
 
@@ -224,7 +225,8 @@ def main() -> None:
         # A port in use is told in one line too: another worker on this machine, most likely.
         log.error(f"cannot serve metrics at {settings.worker_metrics_address}: {error}")
         sys.exit(1)
-    compile_workflow_modules()
+    if settings.workflow_sandbox:
+        compile_workflow_modules()
     asyncio.run(run(settings, keyring, runtime))
 
 

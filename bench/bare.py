@@ -1,6 +1,6 @@
 """The ceiling: a workflow that runs one activity and returns, on a worker set up like the order worker.
 
-`python -m bench.bare` runs that worker (sandboxed workflows, the project's data converter and interceptors)
+`python -m bench.bare` runs that worker (the project's data converter, interceptors and workflow runner)
 on OMS_TASK_QUEUE until SIGINT or SIGTERM.
 """
 
@@ -14,7 +14,7 @@ from temporalio.worker import Worker
 from bench.bare_workflow import BareWorkflow, bare_step
 from observability.interceptors import WorkerContextInterceptor
 from settings import get_settings
-from temporal_client import connect
+from temporal_client import connect, workflow_runner
 
 
 async def main() -> None:
@@ -31,6 +31,7 @@ async def main() -> None:
         activities=[bare_step],
         interceptors=[WorkerContextInterceptor()],
         max_cached_workflows=settings.worker_max_cached_workflows,
+        workflow_runner=workflow_runner(settings),
     ):
         await stop.wait()
 

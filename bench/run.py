@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +38,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.api.enums.v1 import EventType
 
 from bench.bare_workflow import BareWorkflow
 from db.engine import create_engine
@@ -46,6 +48,16 @@ from settings import Settings
 from temporal_client import connect
 
 SHIPPED = ("shipped", "delivered")
+# Orders whose histories are read for the per-order counts of events and tasks.
+HISTORY_SAMPLE = 20
+COUNTED_EVENTS = {
+    "EVENT_TYPE_WORKFLOW_TASK_COMPLETED": "workflow_tasks",
+    "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED": "activity_tasks",
+    "EVENT_TYPE_MARKER_RECORDED": "local_activities",
+    "EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES": "search_attribute_upserts",
+    "EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED": "signals",
+    "EVENT_TYPE_TIMER_STARTED": "timers",
+}
 # An order that ended without shipping also releases its client.
 SETTLED = (*SHIPPED, "rejected", "cancelled", "failed")
 
@@ -77,6 +89,17 @@ def cpu_seconds(pid: int) -> float:
     """User plus system CPU time the process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds per kind of thread of a process: its threads' names with any number taken off."""
+    used: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            name = (task / "comm").read_text().strip().rstrip("0123456789-_ ") or "unnamed"
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            used[name] = used.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return used
 
 
 def postgres_cpu_seconds() -> float:
@@ -316,6 +339,7 @@ class Bench:
         bodies = [order_body(n, skus[n % len(skus)]) for n in range(self.args.orders)]
         profilers = await self.start_profilers()
         cpu_before = self.cpu()
+        threads_before = self.worker_threads()
         started = time.perf_counter()
         await asyncio.wait_for(
             closed_loop(self.api, bodies, self.args.concurrency, load, self.engine), self.args.timeout
@@ -323,6 +347,11 @@ class Bench:
         elapsed = time.perf_counter() - started
         cpu_ms_per_order = {
             name: round((used - cpu_before[name]) * 1000 / len(load.submitted), 1) for name, used in self.cpu().items()
+        }
+        worker_threads_ms_per_order = {
+            name: round((used - threads_before.get(name, 0.0)) * 1000 / len(load.submitted), 1)
+            for name, used in sorted(self.worker_threads().items())
+            if used - threads_before.get(name, 0.0) > 0.005 * len(load.submitted)
         }
         await self.stop_profilers(profilers)
         shipped = await shipped_at(self.engine, list(load.submitted))
@@ -355,6 +384,8 @@ class Bench:
             "half_rate_to_shipped_s_p50": round(percentile(to_shipped_half, 0.5), 2),
             "half_rate_to_shipped_s_p99": round(percentile(to_shipped_half, 0.99), 2),
             "cpu_ms_per_order": cpu_ms_per_order,
+            "worker_threads_cpu_ms_per_order": worker_threads_ms_per_order,
+            "history_per_order": await self.history_per_order(list(load.submitted)[:HISTORY_SAMPLE]),
         }
 
     async def hot_sku(self) -> dict[str, Any]:
@@ -435,6 +466,26 @@ class Bench:
         used["load generator"] = time.process_time()
         used["PostgreSQL"] = postgres_cpu_seconds()
         return used
+
+    def worker_threads(self) -> dict[str, float]:
+        return next((thread_cpu_seconds(c.process.pid) for c in self.stack.children if c.name == "worker"), {})
+
+    async def history_per_order(self, order_ids: Sequence[str]) -> dict[str, float]:
+        """What an order costs Temporal up to shipped: events, workflow and activity tasks, local activities."""
+        query = text("SELECT workflow_id FROM orders WHERE order_id = ANY(:ids)")
+        async with self.engine.connect() as connection:
+            workflow_ids = [row[0] for row in (await connection.execute(query, {"ids": list(order_ids)})).all()]
+        client = await connect(self.settings)
+        counted: Counter[str] = Counter()
+        for workflow_id in workflow_ids:
+            history = await client.get_workflow_handle(workflow_id).fetch_history()
+            counted["events"] += len(history.events)
+            counted["bytes"] += sum(event.ByteSize() for event in history.events)
+            for event in history.events:
+                kind = EventType.Name(event.event_type)
+                if kind in COUNTED_EVENTS:
+                    counted[COUNTED_EVENTS[kind]] += 1
+        return {name: round(count / max(1, len(workflow_ids)), 1) for name, count in sorted(counted.items())}
 
     def peak_rss(self) -> dict[str, float]:
         names = {"Temporal server": "temporal", "worker": "worker", "API": "api"}

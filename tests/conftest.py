@@ -75,6 +75,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         item.add_marker(tier_of(item))
 
 
+# Workers the suite starts run workflows in the SDK's sandbox, which fails a workflow that calls what
+# it must not (I/O, the clock, randomness): every path the suite walks is checked for determinism.
+# `make run` and the fault drills run them as the service does, unsandboxed (test_local_stack keeps
+# the caller's OMS_ variables out).
+os.environ.setdefault("OMS_WORKFLOW_SANDBOX", "true")
+
 TEST_KEYRING = Keyring.generate("test-session")
 TEST_CONVERTER = data_converter(TEST_KEYRING)
 
