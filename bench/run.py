@@ -443,6 +443,8 @@ class Bench:
                     await asyncio.create_subprocess_exec(
                         str(Path(sys.executable).parent / "py-spy"),
                         "record",
+                        # Only samples of threads holding the GIL: the Python code's own CPU time.
+                        "--gil",
                         "--pid",
                         str(child.process.pid),
                         "--format",

@@ -152,14 +152,16 @@ async def record_status(session: AsyncSession, change: StatusChangeInput, keyrin
             .values(**newest_values)
             .execution_options(synchronize_session=False)
         )
-        await session.execute(
-            delete(OrderEventRow).where(
-                OrderEventRow.order_id == order_id,
-                OrderEventRow.seq > event.seq,
-                OrderEventRow.version < version,
+        if newest.last_seq > event.seq:
+            # Only an entry that was the newest can have been written beyond this one's seq.
+            await session.execute(
+                delete(OrderEventRow).where(
+                    OrderEventRow.order_id == order_id,
+                    OrderEventRow.seq > event.seq,
+                    OrderEventRow.version < version,
+                )
             )
-        )
-    await rollups.count_order(session, order_id)
+        await rollups.count_order(session, order_id)
     return True
 
 
@@ -244,6 +246,12 @@ async def _lock_order_row(session: AsyncSession, change: StatusChangeInput) -> R
     A status change may be the first write that lands (record_order still being retried): it creates the row.
     """
     header = change.order
+    newest = select(OrderRow.last_version, OrderRow.last_seq, OrderRow.state, OrderRow.pii).where(
+        OrderRow.order_id == header.order_id
+    )
+    found = (await session.execute(newest.with_for_update())).first()
+    if found is not None:
+        return found
     order = dialect_insert(session, OrderRow).values(
         order_id=header.order_id,
         workflow_id=header.workflow_id,
@@ -259,12 +267,7 @@ async def _lock_order_row(session: AsyncSession, change: StatusChangeInput) -> R
         updated_at=_utc(header.created_at),
     )
     await session.execute(order.on_conflict_do_nothing(index_elements=["order_id"]))
-    newest = await session.execute(
-        select(OrderRow.last_version, OrderRow.last_seq, OrderRow.state, OrderRow.pii)
-        .where(OrderRow.order_id == header.order_id)
-        .with_for_update()
-    )
-    return newest.one()
+    return (await session.execute(newest.with_for_update())).one()
 
 
 async def get_order(session: AsyncSession, order_id: str, keyring: Keyring) -> OrderState | None:
