@@ -20,9 +20,12 @@ class OrderRecordActivities:
 
     @activity.defn
     async def record_order(self, request: RecordOrderInput) -> None:
-        """Insert the order, its lines and its state as received once; a repeat changes nothing."""
+        """Insert the order, its lines and its state as received once, with its first timeline entry if given;
+        a repeat changes nothing."""
         async with self._sessionmaker.begin() as session:
             await orders.record_order(session, request, self._keyring)
+            if request.first_entry is not None:
+                await self._write_status(session, request.first_entry)
 
     @activity.defn
     async def record_status(self, change: StatusChangeInput) -> None:
@@ -32,8 +35,11 @@ class OrderRecordActivities:
         transaction: it is sent if and only if it was recorded, and sending never holds up the order.
         """
         async with self._sessionmaker.begin() as session:
-            if await orders.record_status(session, change, self._keyring):
-                await webhooks.enqueue_order_event(session, change.order.order_id, change.event, change.version)
+            await self._write_status(session, change)
+
+    async def _write_status(self, session: AsyncSession, change: StatusChangeInput) -> None:
+        if await orders.record_status(session, change, self._keyring):
+            await webhooks.enqueue_order_event(session, change.order.order_id, change.event, change.version)
 
     @activity.defn
     async def record_change(self, change: RecordChangeInput) -> None:

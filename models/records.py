@@ -10,16 +10,6 @@ from pydantic import BaseModel
 from models.order import Allocation, Invoice, OrderRequest, OrderState, ReviewOutcome, Shipment, TimelineEvent
 
 
-class RecordOrderInput(BaseModel):
-    order_id: str
-    workflow_id: str
-    request: OrderRequest
-    received_at: datetime
-    client_id: str | None = None
-    # The original order, when this one replaces goods returned for an exchange.
-    replacement_for: str | None = None
-
-
 class OrderHeader(BaseModel):
     """What names the order row, so that a status change landing before the order record can create it."""
 
@@ -101,6 +91,18 @@ class StatusChangeInput(BaseModel):
             version=version,
         )
         return change.model_copy(deep=True)
+
+
+class RecordOrderInput(BaseModel):
+    order_id: str
+    workflow_id: str
+    request: OrderRequest
+    received_at: datetime
+    client_id: str | None = None
+    # The original order, when this one replaces goods returned for an exchange.
+    replacement_for: str | None = None
+    # The order's first timeline entry, written with it (workflows.order.RECORD_WITH_FIRST_ENTRY).
+    first_entry: StatusChangeInput | None = None
 
 
 class ReviewInput(BaseModel):

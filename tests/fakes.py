@@ -117,10 +117,15 @@ class FakeSystems:
     @activity.defn(name="record_order")
     async def record_order(self, request: RecordOrderInput) -> None:
         await self._step("record_order")
+        if request.first_entry is not None:
+            self._write_status(request.first_entry)
 
     @activity.defn(name="record_status")
     async def record_status(self, change: StatusChangeInput) -> None:
         self.calls["record_status"] += 1
+        self._write_status(change)
+
+    def _write_status(self, change: StatusChangeInput) -> None:
         self.statuses.append(change.event.status.value)
         self.status_bytes.append(len(change.model_dump_json()))
         self.status_seqs.add(change.event.seq)
