@@ -118,6 +118,11 @@ class Settings(BaseSettings):
     # Orders the worker keeps in memory between their workflow tasks (each about 0.3 MB); one evicted
     # is replayed from its history when it next has work, which costs CPU but never correctness.
     worker_max_cached_workflows: int = Field(default=1000, ge=0)
+    # Worker processes on this machine (`python worker.py --processes N` wins): above 1, a supervisor runs
+    # them (worker_supervisor.py), each serving its metrics on the port above + its index, and on a stop
+    # kills any still running after the grace period.
+    worker_processes: int = Field(default=1, ge=1)
+    worker_stop_grace_seconds: float = Field(default=30.0, gt=0)
 
     # Backups (python -m scripts.backup): the folder they go to (one sub-folder each), how many are kept,
     # the Temporal stores beside the order database (sqlite:///file or postgresql:// URLs, comma-separated),
