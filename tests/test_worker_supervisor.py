@@ -8,14 +8,18 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
+from scripts.local_stack import LocalStack, StackConfig, StackError
+from settings import Settings
 from tests.conftest import capturing_logs
 from tests.polling import until
+from tests.servers import free_port
 from worker_supervisor import RestartRule, Supervisor, child_metrics_address, next_restart
 
 RULE = RestartRule(settled_seconds=10.0, first_wait_seconds=1.0, max_wait_seconds=60.0)
@@ -120,13 +124,13 @@ async def test_a_child_that_keeps_dying_at_start_is_started_again_ever_more_slow
     command = stand_in(runs, "sys.exit(1)")
     rule = RestartRule(settled_seconds=10.0, first_wait_seconds=0.1, max_wait_seconds=0.4)
     supervisor = Supervisor(1, lambda index: command, rule=rule, grace_seconds=5)
-    status, lines = await run_until(supervisor, lambda: asyncio.sleep(2.0))
+    # The exit status is left aside: the stop may come as a child is dying with its own code 1.
+    _, lines = await run_until(supervisor, lambda: asyncio.sleep(2.0))
 
     waits = [entry["wait_seconds"] for entry in logged(lines, "worker process died")]
     assert waits[:4] == [0.1, 0.2, 0.4, 0.4]
     # At full speed a child that dies at once would have been started dozens of times.
     assert len(started(runs)) <= 8
-    assert status == 0
 
 
 async def test_a_child_that_does_not_stop_within_the_grace_period_is_killed_and_the_status_says_so(
@@ -143,3 +147,31 @@ async def test_a_child_that_does_not_stop_within_the_grace_period_is_killed_and_
     assert killed["index"] == 1
     [stopped] = logged(lines, "worker process stopped")
     assert (stopped["index"], stopped["exit_code"]) == (0, 0)
+
+
+# `make run` with several worker processes.
+
+
+def test_make_run_with_two_worker_processes_checks_and_prints_both_metrics_ports(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        # Process 1's port is taken: process 0's is the one before it.
+        config = StackConfig(
+            data_dir=tmp_path,
+            temporal_port=free_port(),
+            temporal_ui_port=free_port(),
+            api_port=free_port(),
+            standins_port=free_port(),
+            worker_metrics_port=taken - 1,
+        )
+        stack = LocalStack(config, Settings(worker_processes=2))
+
+        with pytest.raises(StackError, match=f"port {taken} for the worker metrics of process 1 is already in use"):
+            stack._refuse_taken_ports()
+
+    assert stack.worker_metrics_addresses() == [f"127.0.0.1:{taken - 1}", f"127.0.0.1:{taken}"]
+    banner = stack.banner()
+    assert f"http://127.0.0.1:{taken - 1}/metrics http://127.0.0.1:{taken}/metrics" in banner
+    assert "one endpoint per worker process (2 under a supervisor)" in banner
