@@ -208,11 +208,17 @@ async def test_two_worker_processes_share_the_orders_and_the_histories_name_each
 
 
 async def test_the_schedules_are_registered_once_not_by_every_worker_process(running: Supervised) -> None:
-    lines = [json.loads(line) for line in running.log.read_text().splitlines() if line.startswith("{")]
+    def lines() -> list[dict[str, object]]:
+        return [json.loads(line) for line in running.log.read_text().splitlines() if line.startswith("{")]
 
-    started = sorted(line["index"] for line in lines if line["event"] == "worker started")
-    registered = [line for line in lines if line["event"].startswith("demand forecast schedule")]
-    assert started == [0, 1]
+    def both_started() -> list[int]:
+        # Each says so just after it begins to poll.
+        started = sorted(int(str(line["index"])) for line in lines() if line["event"] == "worker started")
+        assert started == [0, 1], started
+        return started
+
+    await eventually(both_started, timeout=10)
+    registered = [line for line in lines() if str(line["event"]).startswith("demand forecast schedule")]
     assert len(registered) == 1, registered
 
 
