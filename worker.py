@@ -207,7 +207,7 @@ async def run(
     metrics_address = settings.worker_metrics_address
     if child_index is not None:
         metrics_address = child_metrics_address(metrics_address, child_index)
-        orphaned = asyncio.create_task(_stop_when_orphaned(stop))
+    orphan_watch = None if child_index is None else asyncio.create_task(_stop_when_orphaned(stop))
     sessionmaker = create_sessionmaker(engine)
     async with (
         create_http_client(settings) as http,
@@ -221,13 +221,13 @@ async def run(
         )
         await stop.wait()
         log.info("worker stopping")
-    if child_index is not None:
-        orphaned.cancel()
+    if orphan_watch is not None:
+        orphan_watch.cancel()
     await engine.dispose()
 
 
 async def _stop_when_orphaned(stop: asyncio.Event, every_seconds: float = 1.0) -> None:
-    """Set `stop` once the supervisor that started this process is gone (killed itself, so it passed no signal on)."""
+    """Set `stop` once the supervisor that started this process is gone (killed, it could pass no signal on)."""
     supervisor = os.getppid()
     while True:
         await asyncio.sleep(every_seconds)
