@@ -123,6 +123,11 @@ class Settings(BaseSettings):
     # checked on every path it walks and on every kept history); the worker runs them without it, which
     # costs a fifth less CPU per order and a third of the memory per cached order (README, Benchmark).
     workflow_sandbox: bool = False
+    # Worker processes on this machine (`python worker.py --processes N` wins): above 1, a supervisor runs
+    # them (worker_supervisor.py), each serving its metrics on the port above + its index, and on a stop
+    # kills any still running after the grace period.
+    worker_processes: int = Field(default=1, ge=1)
+    worker_stop_grace_seconds: float = Field(default=30.0, gt=0)
 
     # Backups (python -m scripts.backup): the folder they go to (one sub-folder each), how many are kept,
     # the Temporal stores beside the order database (sqlite:///file or postgresql:// URLs, comma-separated),

@@ -4,12 +4,17 @@ every activity, and beside them the dispatcher of order events to webhook subscr
 `python worker.py` registers the demand-forecast schedule, then runs until SIGINT or SIGTERM and
 drains in-flight tasks. It serves the
 Temporal SDK's metrics for Prometheus at OMS_WORKER_METRICS_ADDRESS.
+
+`python worker.py --processes N` (or OMS_WORKER_PROCESSES=N) runs N such workers on the same task queue
+under a supervisor (worker_supervisor.py), each started as `python worker.py --child-index I`.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import compileall
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -46,6 +51,7 @@ from security.keyring import Keyring, KeyringError, load_keyring
 from settings import Settings, get_settings
 from temporal_client import connect, metrics_runtime, workflow_runner
 from webhook_dispatcher import WebhookDispatcher
+from worker_supervisor import child_identity, child_metrics_address
 from workflows.backup import BackupWorkflow
 from workflows.bulk import BulkJobWorkflow
 from workflows.forecast import DemandForecastWorkflow, PurchaseRequestWorkflow
@@ -65,10 +71,12 @@ def build_worker(
     task_queue: str | None = None,
     *,
     keyring: Keyring,
+    identity: str | None = None,
 ) -> Worker:
     """The worker on `client`, whose data converter must encrypt with `keyring` too (temporal_client.connect).
 
     Its interceptor gives workflow and activity log lines their order and the request id they were started for.
+    `identity` is how Temporal names it (the client's, pid@host, by default).
     """
     inventory = InventoryActivities(sessionmaker, settings.warehouse_priority)
     records = OrderRecordActivities(sessionmaker, keyring)
@@ -141,6 +149,7 @@ def build_worker(
         interceptors=[WorkerContextInterceptor()],
         max_cached_workflows=settings.worker_max_cached_workflows,
         workflow_runner=workflow_runner(settings),
+        identity=identity,
     )
 
 
@@ -153,9 +162,10 @@ async def running_worker(
     task_queue: str | None = None,
     *,
     keyring: Keyring,
+    identity: str | None = None,
 ) -> AsyncIterator[Worker]:
     """The Temporal worker and the webhook dispatcher, started together and stopped together."""
-    worker = build_worker(client, settings, sessionmaker, http, task_queue, keyring=keyring)
+    worker = build_worker(client, settings, sessionmaker, http, task_queue, keyring=keyring, identity=identity)
     async with worker, WebhookDispatcher(sessionmaker, settings, keyring).running():
         yield worker
 
@@ -173,30 +183,59 @@ async def register_schedules(client: Client, settings: Settings) -> None:
 
 
 async def run(
-    settings: Settings, keyring: Keyring, runtime: Runtime | None = None, stop: asyncio.Event | None = None
+    settings: Settings,
+    keyring: Keyring,
+    runtime: Runtime | None = None,
+    stop: asyncio.Event | None = None,
+    *,
+    child_index: int | None = None,
 ) -> None:
-    """Run the worker until SIGINT or SIGTERM, or until `stop` is set."""
+    """Run the worker until SIGINT or SIGTERM, or until `stop` is set.
+
+    With `child_index` it is one of a supervisor's children: named with its index, registering the
+    schedules only as child 0, serving metrics at its own port, and stopping when its supervisor is gone.
+    """
     client = await connect(settings, keyring, runtime=runtime)
-    await register_schedules(client, settings)
+    if child_index in (None, 0):
+        await register_schedules(client, settings)
     engine = create_engine(settings.database_url, settings.db_pool_size)
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+    identity = None if child_index is None else child_identity(child_index)
+    metrics_address = settings.worker_metrics_address
+    if child_index is not None:
+        metrics_address = child_metrics_address(metrics_address, child_index)
+    orphan_watch = None if child_index is None else asyncio.create_task(_stop_when_orphaned(stop))
     sessionmaker = create_sessionmaker(engine)
     async with (
         create_http_client(settings) as http,
-        running_worker(client, settings, sessionmaker, http, keyring=keyring),
+        running_worker(client, settings, sessionmaker, http, keyring=keyring, identity=identity),
     ):
         log.info(
             "worker started",
             task_queue=settings.task_queue,
-            metrics=f"http://{settings.worker_metrics_address}/metrics" if settings.worker_metrics_address else None,
+            metrics=f"http://{metrics_address}/metrics" if metrics_address else None,
+            **({} if child_index is None else {"index": child_index, "identity": identity}),
         )
         await stop.wait()
         log.info("worker stopping")
+    if orphan_watch is not None:
+        orphan_watch.cancel()
     await engine.dispose()
+
+
+async def _stop_when_orphaned(stop: asyncio.Event, every_seconds: float = 1.0) -> None:
+    """Set `stop` once the supervisor that started this process is gone (killed, it could pass no signal on)."""
+    supervisor = os.getppid()
+    while True:
+        await asyncio.sleep(every_seconds)
+        if os.getppid() != supervisor:
+            break
+    log.warning("worker supervisor gone; stopping", supervisor_pid=supervisor)
+    stop.set()
 
 
 def compile_workflow_modules() -> None:
@@ -210,7 +249,32 @@ def compile_workflow_modules() -> None:
     compileall.compile_dir(Path(__file__).resolve().parent / "workflows", quiet=2)
 
 
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="The Temporal worker of every workflow and activity, with the webhook dispatcher.",
+        epilog=(
+            "With N above 1 a supervisor runs N worker processes on the same task queue: a stop signal is passed "
+            "to each, a dead one is started again (after a doubling wait when it keeps dying soon after its "
+            "start), and child I serves its SDK metrics at OMS_WORKER_METRICS_ADDRESS's port + I "
+            "(9464, 9465, ... by default)."
+        ),
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        metavar="N",
+        help="worker processes to run under one supervisor (default: OMS_WORKER_PROCESSES, 1: no supervisor)",
+    )
+    # Given by the supervisor to each process it starts.
+    parser.add_argument("--child-index", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.processes is not None and args.processes < 1:
+        parser.error("--processes must be 1 or more")
+    return args
+
+
 def main() -> None:
+    args = parse_arguments()
     settings = get_settings()
     configure_logging(settings.log_level)
     try:
@@ -219,15 +283,25 @@ def main() -> None:
         # Told in one line: a missing or broken key file is the operator's to fix, not a crash.
         log.error(str(error))
         sys.exit(1)
+    processes = args.processes or settings.worker_processes
+    if args.child_index is None and processes > 1:
+        # The supervisor runs no worker: it starts afresh as its own small program rather than keep
+        # this one's imports (about 75 MB), under the same pid, so signals and `docker stop` still reach it.
+        supervisor = str(Path(__file__).resolve().with_name("worker_supervisor.py"))
+        os.execv(sys.executable, [sys.executable, supervisor, "--processes", str(processes)])
+    metrics_address = settings.worker_metrics_address
+    if args.child_index is not None:
+        metrics_address = child_metrics_address(metrics_address, args.child_index)
     try:
-        runtime = metrics_runtime(settings.worker_metrics_address)
+        runtime = metrics_runtime(metrics_address)
     except ValueError as error:
         # A port in use is told in one line too: another worker on this machine, most likely.
-        log.error(f"cannot serve metrics at {settings.worker_metrics_address}: {error}")
+        log.error(f"cannot serve metrics at {metrics_address}: {error}")
         sys.exit(1)
     if settings.workflow_sandbox:
+        # Several children may compile at once: each bytecode file is written whole or not at all.
         compile_workflow_modules()
-    asyncio.run(run(settings, keyring, runtime))
+    asyncio.run(run(settings, keyring, runtime, child_index=args.child_index))
 
 
 if __name__ == "__main__":

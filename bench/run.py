@@ -102,6 +102,18 @@ def thread_cpu_seconds(pid: int) -> dict[str, float]:
     return used
 
 
+def worker_processes(pid: int) -> dict[str, int]:
+    """The worker's processes by name: "worker" alone, or with --workers N its supervisor and each child."""
+    children: dict[str, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                arguments = (stat.parent / "cmdline").read_bytes().split(b"\0")
+                index = arguments[arguments.index(b"--child-index") + 1].decode()
+                children[f"worker {index}"] = int(stat.parent.name)
+    return {"worker supervisor": pid, **dict(sorted(children.items()))} if children else {"worker": pid}
+
+
 def postgres_cpu_seconds() -> float:
     """CPU time of every PostgreSQL server process on this machine (the server is not our child)."""
     total = 0.0
@@ -447,6 +459,8 @@ class Bench:
                         "--gil",
                         "--pid",
                         str(child.process.pid),
+                        # The worker's children too, with --workers N.
+                        "--subprocesses",
                         "--format",
                         "speedscope",
                         "--output",
@@ -463,14 +477,22 @@ class Bench:
             await profiler.wait()
 
     def cpu(self) -> dict[str, float]:
-        """CPU seconds used so far by each process of the stack, and by this load generator."""
+        """CPU seconds used so far by each process of the stack, and by this load generator.
+
+        "worker" is the sum over its processes; with --workers N each of them is listed too.
+        """
         used = {child.name: cpu_seconds(child.process.pid) for child in self.stack.children}
+        used |= self.over_worker_processes(cpu_seconds)
         used["load generator"] = time.process_time()
         used["PostgreSQL"] = postgres_cpu_seconds()
         return used
 
     def worker_threads(self) -> dict[str, float]:
-        return next((thread_cpu_seconds(c.process.pid) for c in self.stack.children if c.name == "worker"), {})
+        """CPU seconds per kind of thread, summed over the worker's processes."""
+        used: Counter[str] = Counter()
+        for pid in worker_processes(self.stack.child("worker").process.pid).values():
+            used.update(thread_cpu_seconds(pid))
+        return dict(used)
 
     async def history_per_order(self, order_ids: Sequence[str]) -> dict[str, float]:
         """What an order costs Temporal up to shipped: events, workflow and activity tasks, local activities."""
@@ -490,8 +512,16 @@ class Bench:
         return {name: round(count / max(1, len(workflow_ids)), 1) for name, count in sorted(counted.items())}
 
     def peak_rss(self) -> dict[str, float]:
-        names = {"Temporal server": "temporal", "worker": "worker", "API": "api"}
-        return {names[c.name]: peak_rss_mb(c.process.pid) for c in self.stack.children if c.name in names}
+        """Peak RSS by process; "worker" is the sum of its processes' peaks (with --workers N each is listed too)."""
+        names = {"Temporal server": "temporal", "API": "api"}
+        peaks = {names[c.name]: peak_rss_mb(c.process.pid) for c in self.stack.children if c.name in names}
+        return peaks | self.over_worker_processes(peak_rss_mb)
+
+    def over_worker_processes(self, figure: Callable[[int], float]) -> dict[str, float]:
+        """`figure` of each of the worker's processes, and their sum as "worker"."""
+        processes = worker_processes(self.stack.child("worker").process.pid)
+        each = {name: figure(pid) for name, pid in processes.items()}
+        return each | {"worker": sum(each.values())}
 
 
 def versions() -> dict[str, str]:
@@ -535,6 +565,7 @@ async def run_once(args: argparse.Namespace, in_memory: bool) -> dict[str, Any]:
     )
     admin_key = new_key()
     os.environ.update(
+        OMS_WORKER_PROCESSES=str(args.workers),
         OMS_BOOTSTRAP_ADMIN_KEY=admin_key,
         DATABASE_URL=database_url,
         OMS_LOG_LEVEL="WARNING",
@@ -642,6 +673,12 @@ async def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--hot-orders", type=int, default=1000, help="concurrent orders for the hot SKU")
     parser.add_argument("--hot-stock", type=int, default=100, help="units of the hot SKU")
     parser.add_argument("--paced-seconds", type=float, default=10.0, help="length of the half-rate run")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (python worker.py --processes N); CPU and peak RSS summed over them and the supervisor",
+    )
     parser.add_argument("--in-memory", action="store_true", help="repeat the run on an in-memory Temporal server")
     parser.add_argument("--database-url", help="PostgreSQL server for a fresh database (default: the local one)")
     parser.add_argument(

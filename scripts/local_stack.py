@@ -26,6 +26,8 @@ Environment (defaults in brackets), so a second stack can run beside the first:
   OMS_STACK_TEMPORAL_UI_PORT [8233]    Temporal web UI
   OMS_API_PORT [8000]                  the API (its metrics at /metrics)
   OMS_STACK_WORKER_METRICS_PORT [9464] the worker's Temporal SDK metrics, at /metrics
+  OMS_WORKER_PROCESSES [1]             worker processes under one supervisor (python worker.py --processes),
+                                       process I serving its metrics on the port above + I
   STANDINS_PORT [8100]                 the stand-in outside systems
   DATABASE_URL                         PostgreSQL instead of SQLite under the data folder
   OMS_BOOTSTRAP_ADMIN_KEY              an admin key of your own instead of the one in the data folder
@@ -67,6 +69,7 @@ from security.api_keys import InvalidKey, new_key, split_key
 from security.keyring import KeyringError, create_key_file, load_keyring, read_key_file
 from settings import Settings
 from temporal_client import connect
+from worker_supervisor import child_metrics_address
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -283,8 +286,19 @@ class LocalStack:
         outcome = await ensure_backup_schedule(await connect(settings), settings)
         log.info(f"backup schedule {outcome}", every=str(settings.backup_interval), into=self.env["OMS_BACKUP_DIR"])
 
+    def worker_metrics_addresses(self) -> list[str]:
+        """Where the worker serves its metrics: one address per worker process (none when not served)."""
+        base = self.config.worker_metrics_address
+        if not base:
+            return []
+        return [child_metrics_address(base, index) for index in range(self.settings.worker_processes)]
+
     def _refuse_taken_ports(self) -> None:
-        for what, (port, variable) in self.config.ports().items():
+        ports = self.config.ports()
+        for index, address in enumerate(self.worker_metrics_addresses()[1:], start=1):
+            port = int(address.rsplit(":", 1)[1])
+            ports[f"worker metrics of process {index}"] = (port, "OMS_STACK_WORKER_METRICS_PORT")
+        for what, (port, variable) in ports.items():
             if _port_taken(port):
                 raise StackError(f"port {port} for the {what} is already in use: stop what holds it or set {variable}")
 
@@ -427,8 +441,11 @@ class LocalStack:
         # A database URL with a password came from the environment, where the command finds it too.
         database = "" if make_url(self.database_url).password else f"DATABASE_URL='{self.database_url}' "
         make_key = f"{database}{sys.executable} -m scripts.api_keys create --name 'demo shop' --role client"
-        address = self.config.worker_metrics_address
-        worker_metrics = f"http://{address}/metrics" if address else "not served"
+        addresses = self.worker_metrics_addresses()
+        worker_metrics = " ".join(f"http://{address}/metrics" for address in addresses) or "not served"
+        about_worker_metrics = "Temporal SDK metrics"
+        if len(addresses) > 1:
+            about_worker_metrics += f", one endpoint per worker process ({len(addresses)} under a supervisor)"
         return f"""
 Order management is running. Ctrl-C stops everything.
 
@@ -437,7 +454,7 @@ Order management is running. Ctrl-C stops everything.
   Temporal UI  {ui}   (to see orders decoded, sign in at {self.config.codec_url}/login)
   Stand-ins    http://127.0.0.1:{self.config.standins_port}
   Metrics      API {api}/metrics   (Prometheus text; an operator or admin key)
-               worker {worker_metrics}   (Temporal SDK metrics)
+               worker {worker_metrics}   ({about_worker_metrics})
   Database     {_without_password(self.database_url)}
   Data keys    {self.key_file or "as configured (OMS_ENCRYPTION_KEYS or OMS_ENCRYPTION_KEY_FILE)"}
   Admin key    {self.admin_key}   (local only; kept in {admin_key_file})

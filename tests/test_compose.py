@@ -232,6 +232,23 @@ def test_the_worker_serves_its_metrics_on_a_port_it_exposes_to_the_compose_netwo
     assert Settings(worker_metrics_address=address).worker_metrics_address == address
 
 
+def test_the_worker_runs_as_replicas_of_a_variable_count_with_no_fixed_name_or_host_port(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    worker = services["worker"]
+    replicas = str(worker["deploy"]["replicas"])
+    default = re.fullmatch(r"\$\{OMS_WORKER_REPLICAS:-(\d+)\}", replicas)
+
+    assert default is not None, replicas
+    assert int(interpolate(replicas)) == int(default[1]) >= 2
+    # Names and host ports would clash between replicas.
+    assert not {"container_name", "hostname", "ports"} & worker.keys()
+    # A worker run with OMS_WORKER_PROCESSES above 1 has its supervisor's grace period within the container's.
+    grace = re.fullmatch(r"(\d+)s", worker["stop_grace_period"])
+    assert grace is not None
+    assert Settings.model_fields["worker_stop_grace_seconds"].default < int(grace[1])
+
+
 def test_the_backup_service_backs_up_every_database_of_the_compose_postgresql_into_a_volume(
     compose: dict[str, Any], services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
