@@ -37,7 +37,7 @@ from activities.finance import FinanceActivities
 from activities.forecast import ForecastActivities
 from activities.http import create_http_client
 from activities.inventory import InventoryActivities
-from activities.orders import OrderRecordActivities
+from activities.orders import IntakeActivities, OrderRecordActivities
 from activities.purchasing import PurchasingActivities
 from activities.refunds import RefundActivities
 from activities.returns import ReturnActivities
@@ -81,6 +81,7 @@ def build_worker(
     inventory = InventoryActivities(sessionmaker, settings.warehouse_priority)
     records = OrderRecordActivities(sessionmaker, keyring)
     review = ReviewActivities(sessionmaker, settings)
+    intake = IntakeActivities(records, review)
     carrier = CarrierActivities(http, settings)
     finance = FinanceActivities(http, settings)
     customers = CustomerActivities(http, settings)
@@ -109,6 +110,7 @@ def build_worker(
             records.record_status,
             records.record_change,
             review.review_order,
+            intake.record_and_review,
             inventory.reserve_line,
             inventory.release_line,
             inventory.replace_lines,
@@ -117,6 +119,7 @@ def build_worker(
             inventory.available_stock,
             carrier.check_address,
             carrier.quote_rate,
+            carrier.check_address_and_quote,
             carrier.draft_booking,
             carrier.confirm_booking,
             carrier.cancel_booking,
@@ -125,6 +128,7 @@ def build_worker(
             customers.upsert_customer,
             customers.record_purchase,
             customers.notify_customer,
+            customers.record_purchase_and_notify,
             purchasing.report_shortage,
             purchasing.record_shortage,
             purchasing.resolve_shortages,

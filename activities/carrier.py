@@ -9,7 +9,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.http import call_provider, idempotency_key
+from activities.http import all_of, call_provider, idempotency_key
 from models.integrations import BookingRef, ConfirmedBooking, DraftBookingInput, PrepareShipmentInput, RateQuote
 from models.order import Shipment
 from settings import Settings
@@ -34,6 +34,13 @@ class CarrierActivities:
                 type=ADDRESS_UNDELIVERABLE,
                 non_retryable=True,
             )
+
+    @activity.defn
+    async def check_address_and_quote(self, request: PrepareShipmentInput) -> RateQuote:
+        """The address check and the rate quote at once; an undeliverable address is the answer before any quote."""
+        _, quote = await all_of(self.check_address(request), self.quote_rate(request))
+        assert isinstance(quote, RateQuote)
+        return quote
 
     @activity.defn
     async def quote_rate(self, request: PrepareShipmentInput) -> RateQuote:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 from temporalio import activity
 
-from activities.http import call_provider, idempotency_key
-from models.integrations import CustomerUpsertInput, NotificationInput, PurchaseInput
+from activities.http import all_of, call_provider, idempotency_key
+from models.integrations import CustomerUpsertInput, NotificationInput, PurchaseInput, ShippedNotice
 from settings import Settings
 
 CRM_REFUSED = "CrmRefused"
@@ -45,6 +45,11 @@ class CustomerActivities:
             },
             refusal=CRM_REFUSED,
         )
+
+    @activity.defn
+    async def record_purchase_and_notify(self, notice: ShippedNotice) -> None:
+        """Both calls at once, each keyed as on its own: a retry repeats only what did not land."""
+        await all_of(self.record_purchase(notice.purchase), self.notify_customer(notice.notification))
 
     @activity.defn
     async def notify_customer(self, request: NotificationInput) -> None:

@@ -10,8 +10,9 @@ attempt so that a retry is never stale.
 
 from __future__ import annotations
 
+import asyncio
 import json as jsonlib
-from collections.abc import Collection, Mapping
+from collections.abc import Awaitable, Collection, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -37,6 +38,18 @@ def create_http_client(settings: Settings) -> httpx.AsyncClient:
         ),
         headers={"Authorization": f"Bearer {settings.external_api_key}"},
     )
+
+
+async def all_of(*calls: Awaitable[Any]) -> list[Any]:
+    """Make independent calls at once and wait for every one; then raise the first failure, in the order given.
+
+    Each call is keyed as it would be on its own, so a retry of the whole repeats only what did not land.
+    """
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return outcomes
 
 
 def idempotency_key(order_id: str, *step: str) -> str:

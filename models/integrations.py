@@ -77,6 +77,13 @@ class NotificationInput(BaseModel):
     round: int = 1
 
 
+class ShippedNotice(BaseModel):
+    """The best-effort steps of a shipped order, in one: the purchase in the CRM and the customer's notice."""
+
+    purchase: PurchaseInput
+    notification: NotificationInput
+
+
 class PurchasingNotice(BaseModel):
     sku: str
     order_id: str

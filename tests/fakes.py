@@ -14,6 +14,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.customers import notification_key
+from activities.http import all_of
 from models.integrations import (
     BookingRef,
     ConfirmedBooking,
@@ -26,6 +27,7 @@ from models.integrations import (
     PurchaseInput,
     PurchasingNotice,
     RateQuote,
+    ShippedNotice,
 )
 from models.inventory import (
     CommitOrderInput,
@@ -83,6 +85,7 @@ class FakeSystems:
             self.record_order,
             self.record_status,
             self.review_order,
+            self.record_and_review,
             self.reserve_line,
             self.release_line,
             self.release_order,
@@ -92,6 +95,7 @@ class FakeSystems:
             self.available_stock,
             self.check_address,
             self.quote_rate,
+            self.check_address_and_quote,
             self.draft_booking,
             self.confirm_booking,
             self.cancel_booking,
@@ -100,6 +104,7 @@ class FakeSystems:
             self.upsert_customer,
             self.record_purchase,
             self.notify_customer,
+            self.record_purchase_and_notify,
             self.report_shortage,
             self.record_shortage,
             self.resolve_shortages,
@@ -136,6 +141,11 @@ class FakeSystems:
         if self.change_review is not None and self.calls["review_order"] > 1:
             return self.change_review
         return self.review
+
+    @activity.defn(name="record_and_review")
+    async def record_and_review(self, request: RecordOrderInput) -> ReviewOutcome:
+        await self.record_order(request)
+        return await self.review_order(ReviewInput(order_id=request.order_id, request=request.request))
 
     @activity.defn(name="record_change")
     async def record_change(self, change: RecordChangeInput) -> None:
@@ -241,6 +251,13 @@ class FakeSystems:
         await self._step("quote_rate")
         return RateQuote(service="standard", rate=Decimal("5.00"), currency=request.currency)
 
+    # The merged steps (workflows.order.MERGED_STEPS) run the fakes of the steps they merge, as the service's do.
+    @activity.defn(name="check_address_and_quote")
+    async def check_address_and_quote(self, request: PrepareShipmentInput) -> RateQuote:
+        _, quote = await all_of(self.check_address(request), self.quote_rate(request))
+        assert isinstance(quote, RateQuote)
+        return quote
+
     @activity.defn(name="draft_booking")
     async def draft_booking(self, request: DraftBookingInput) -> Shipment:
         await self._step("draft_booking")
@@ -285,6 +302,10 @@ class FakeSystems:
         await self._step("notify_customer")
         self.notifications.append(request.event)
         self.notices.setdefault(notification_key(request), request.event)
+
+    @activity.defn(name="record_purchase_and_notify")
+    async def record_purchase_and_notify(self, notice: ShippedNotice) -> None:
+        await all_of(self.record_purchase(notice.purchase), self.notify_customer(notice.notification))
 
     @activity.defn(name="report_shortage")
     async def report_shortage(self, request: ReportShortageInput) -> None:

@@ -25,6 +25,7 @@ from models.integrations import (
     NotificationInput,
     PrepareShipmentInput,
     PurchaseInput,
+    ShippedNotice,
 )
 from models.order import Address, Customer, OrderLine, Shipment
 from settings import Settings
@@ -56,9 +57,8 @@ class Providers:
 
 
 async def prepare(env: ActivityEnvironment, carrier: CarrierActivities, request: PrepareShipmentInput) -> Shipment:
-    """The workflow's shipping preparation: address check, rate quote, draft booking."""
-    await env.run(carrier.check_address, request)
-    quote = await env.run(carrier.quote_rate, request)
+    """The workflow's shipping preparation: address check and rate quote in one step, then the draft booking."""
+    quote = await env.run(carrier.check_address_and_quote, request)
     return await env.run(carrier.draft_booking, DraftBookingInput(shipment=request, quote=quote))
 
 
@@ -316,3 +316,25 @@ async def test_customer_activities_reach_crm_and_notifications_once_each(
         ("confirmed", "order-1:notify:confirmed", 1),
         ("shipped", "order-1:notify:shipped", 1),
     ]
+
+
+async def test_a_shipped_order_still_notifies_its_customer_while_the_crm_is_down(
+    providers: Providers, env: ActivityEnvironment
+) -> None:
+    purchase = PurchaseInput(
+        order_id="order-1", customer_id="cust-1", total=Decimal("39.98"), currency="EUR", skus=["WIDGET-1"]
+    )
+    shipped = ShippedNotice(purchase=purchase, notification=notification("shipped"))
+    await providers.fault(service="crm", failure_rate=1.0)
+    with pytest.raises(ApplicationError) as failed:
+        await env.run(providers.customers.record_purchase_and_notify, shipped)
+    assert not failed.value.non_retryable
+    assert await providers.records("purchases") == []
+    assert [notice["event"] for notice in await providers.records("notifications")] == ["shipped"]
+
+    # The step's retry once the CRM is back records the purchase; the notice, already sent, is not sent again.
+    await providers.heal()
+    await env.run(providers.customers.record_purchase_and_notify, shipped)
+    [bought] = await providers.records("purchases")
+    [notice] = await providers.records("notifications")
+    assert (bought["applied"], notice["event"], notice["applied"]) == (1, "shipped", 1)

@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from activities.orders import OrderRecordActivities
+from activities.orders import IntakeActivities, OrderRecordActivities
+from activities.review import ReviewActivities
 from db import orders, personal
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
@@ -24,11 +25,13 @@ from models.order import (
     OrderRequest,
     OrderState,
     OrderStatus,
+    ReviewDecision,
     Shipment,
     TimelineEvent,
 )
-from models.records import LineAllocations, RecordOrderInput, StatusChangeInput
+from models.records import LineAllocations, RecordOrderInput, ReviewInput, StatusChangeInput
 from models.tables import IdempotencyKeyRow, OrderLineRow, OrderRow, WebhookOutboxRow
+from settings import Settings
 from tests import builders
 from tests.builders import line
 from tests.conftest import TEST_KEYRING
@@ -94,6 +97,25 @@ async def test_recording_an_order_twice_leaves_one_row_with_its_lines(sessionmak
     assert [tuple(line) for line in lines] == [(1, "SKU-B", 1), (2, "SKU-A", 2), (3, "SKU-C", 3)]
     assert await count(sessionmaker, OrderRow) == 2
     assert await count(sessionmaker, OrderLineRow) == 5
+
+
+async def test_an_order_recorded_with_its_first_entry_and_reviewed_in_one_step_is_written_once(
+    sessionmaker: Sessions,
+) -> None:
+    records, review = OrderRecordActivities(sessionmaker, TEST_KEYRING), ReviewActivities(sessionmaker, Settings())
+    first = change("o-1", 1, OrderStatus.RECEIVED, event="order received")
+    request = received("o-1").model_copy(update={"first_entry": first})
+
+    outcomes = [await IntakeActivities(records, review).record_and_review(request) for _ in range(2)]
+
+    # The rules' answer as the review step alone gives it (these SKUs are not in the catalogue: rejected).
+    alone = await review.review_order(ReviewInput(order_id="o-1", request=request.request))
+    assert outcomes == [alone, alone] and alone.decision is ReviewDecision.REJECTED
+    async with sessionmaker() as session:
+        state = await orders.get_order(session, "o-1", TEST_KEYRING)
+    assert state is not None and state.status is OrderStatus.RECEIVED
+    assert [(e.seq, e.status, e.event) for e in state.timeline] == [(1, OrderStatus.RECEIVED, "order received")]
+    assert await count(sessionmaker, OrderLineRow) == 2
 
 
 async def test_the_newest_status_wins_whatever_order_changes_arrive_in(sessionmaker: Sessions) -> None:

@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.customers import CustomerActivities
     from activities.finance import FinanceActivities
     from activities.inventory import InventoryActivities
-    from activities.orders import OrderRecordActivities
+    from activities.orders import IntakeActivities, OrderRecordActivities
     from activities.purchasing import PurchasingActivities
     from activities.review import ReviewActivities
     from domain import changes
@@ -36,6 +36,8 @@ with workflow.unsafe.imports_passed_through():
         NotificationInput,
         PrepareShipmentInput,
         PurchaseInput,
+        RateQuote,
+        ShippedNotice,
     )
     from models.inventory import (
         CommitOrderInput,
@@ -104,6 +106,11 @@ ORDER_CHANGES = "order-changes"
 # transaction, rather than by a status write of its own: one local activity fewer per order.
 RECORD_WITH_FIRST_ENTRY = "record-with-first-entry"
 
+# Steps that always run back to back are one local activity each: recording and reviewing the order,
+# the carrier's address check and rate quote, the CRM's purchase and the customer's shipped notice.
+# A run started with this patch also takes every patch above as in effect, without asking (_patched).
+MERGED_STEPS = "merged-steps"
+
 
 class ProcessEnded(Exception):
     """Leaves the business process once the order has reached a final status before delivery."""
@@ -140,11 +147,13 @@ class OrderWorkflow:
             self._resume(order.resumed)
         # SKUs whose shortage this order may have reported and not yet withdrawn or been woken for.
         self._short_skus: set[str] = set()
+        # Asked first, in the run's first workflow task: see _patched.
+        self._merges_steps = workflow.patched(MERGED_STEPS)
         self._init_changes(order)
 
     @workflow.run
     async def run(self, order: OrderInput) -> OrderState:
-        if not workflow.patched(CANCEL_FROM_TEMPORAL):
+        if not self._patched(CANCEL_FROM_TEMPORAL):
             return await self._process(order)
         # A cancellation requested from Temporal cancels this task, never the process, which runs in a
         # task of its own: no step in flight is cut off halfway, and the order is cancelled as the API
@@ -164,15 +173,15 @@ class OrderWorkflow:
         if order.resumed is not None:
             await self._await_delivery()
             return await self._finish()
-        self._accepts_changes = workflow.patched(ORDER_CHANGES)
+        self._accepts_changes = self._patched(ORDER_CHANGES)
         try:
-            await self._record_order()
+            reviewed = await self._record_order()
             self._best_effort(
                 CustomerActivities.upsert_customer,
                 CustomerUpsertInput(order_id=order.order_id, customer=order.request.customer),
                 "Update customer in CRM",
             )
-            await self._review()
+            await self._review(reviewed)
             await self._allocate_stock_and_prepare_shipping()
             while not await self._settle_and_ship():
                 # A change sent the order back, before its invoice: to an operator's review, or for stock.
@@ -247,33 +256,47 @@ class OrderWorkflow:
 
     # ---- The business process, step by step. ----
 
-    async def _record_order(self) -> None:
-        with_first_entry = workflow.patched(RECORD_WITH_FIRST_ENTRY)
+    async def _record_order(self) -> ReviewOutcome | None:
+        """Record the order; with MERGED_STEPS, review it in the same step and return the outcome."""
+        with_first_entry = self._patched(RECORD_WITH_FIRST_ENTRY)
         first_entry = (
             self._set_status(OrderStatus.RECEIVED, "order received", actor="client", write=False)
             if with_first_entry
             else None
         )
-        await workflow.execute_local_activity_method(
-            OrderRecordActivities.record_order,
-            RecordOrderInput(
-                order_id=self._state.order_id,
-                workflow_id=self._state.workflow_id,
-                request=self._input.request,
-                received_at=self._state.created_at,
-                client_id=self._input.client_id,
-                replacement_for=self._state.replacement_for,
-                first_entry=first_entry,
-            ),
-            summary="Record order",
-            **DB_STEP,
+        record = RecordOrderInput(
+            order_id=self._state.order_id,
+            workflow_id=self._state.workflow_id,
+            request=self._input.request,
+            received_at=self._state.created_at,
+            client_id=self._input.client_id,
+            replacement_for=self._state.replacement_for,
+            first_entry=first_entry,
         )
+        outcome: ReviewOutcome | None = None
+        if self._merges_steps and not self._skips_review:
+            outcome = await workflow.execute_local_activity_method(
+                IntakeActivities.record_and_review,
+                record,
+                summary="Record order and review it (automatic rules)",
+                **DB_STEP,
+            )
+        else:
+            await workflow.execute_local_activity_method(
+                OrderRecordActivities.record_order, record, summary="Record order", **DB_STEP
+            )
         if not with_first_entry:
             self._set_status(OrderStatus.RECEIVED, "order received", actor="client")
+        return outcome
 
-    async def _review(self) -> None:
+    @property
+    def _skips_review(self) -> bool:
+        return self._input.replacement_for is not None and self._patched(SKIP_REVIEW_FOR_REPLACEMENT)
+
+    async def _review(self, outcome: ReviewOutcome | None) -> None:
+        """Act on the automatic review's outcome, reviewing the order first unless its record step did."""
         replaces = self._input.replacement_for
-        if replaces is not None and workflow.patched(SKIP_REVIEW_FOR_REPLACEMENT):
+        if replaces is not None and self._skips_review:
             # An exchange's replacement, at no charge: the original order was reviewed and paid.
             self._state.review = ReviewOutcome(
                 decision=ReviewDecision.APPROVED, reasons=["replacement order of an exchange"], reviewed_by="exchange"
@@ -282,12 +305,13 @@ class OrderWorkflow:
                 "review skipped: replacement order", detail=f"order {replaces.order_id}, return {replaces.return_id}"
             )
             return
-        outcome: ReviewOutcome = await workflow.execute_local_activity_method(
-            ReviewActivities.review_order,
-            ReviewInput(order_id=self._state.order_id, request=self._input.request),
-            summary="Review order (automatic rules)",
-            **DB_STEP,
-        )
+        if outcome is None:
+            outcome = await workflow.execute_local_activity_method(
+                ReviewActivities.review_order,
+                ReviewInput(order_id=self._state.order_id, request=self._input.request),
+                summary="Review order (automatic rules)",
+                **DB_STEP,
+            )
         self._state.review = outcome
         if outcome.decision == ReviewDecision.REJECTED:
             await self._close(OrderStatus.REJECTED, "rejected by review rules", detail="; ".join(outcome.reasons))
@@ -392,14 +416,23 @@ class OrderWorkflow:
         self._saga.register("cancel carrier booking", lambda: self._cancel_booking(shipment))
 
     async def _check_quote_and_draft(self, request: PrepareShipmentInput, purpose: str = "") -> Shipment:
-        _, quote = await asyncio.gather(
-            workflow.execute_local_activity_method(
-                CarrierActivities.check_address, request, summary="Carrier: check the address", **EXTERNAL_STEP
-            ),
-            workflow.execute_local_activity_method(
-                CarrierActivities.quote_rate, request, summary="Carrier: quote a rate", **EXTERNAL_STEP
-            ),
-        )
+        quote: RateQuote
+        if self._merges_steps:
+            quote = await workflow.execute_local_activity_method(
+                CarrierActivities.check_address_and_quote,
+                request,
+                summary="Carrier: check the address and quote a rate",
+                **EXTERNAL_STEP,
+            )
+        else:
+            _, quote = await asyncio.gather(
+                workflow.execute_local_activity_method(
+                    CarrierActivities.check_address, request, summary="Carrier: check the address", **EXTERNAL_STEP
+                ),
+                workflow.execute_local_activity_method(
+                    CarrierActivities.quote_rate, request, summary="Carrier: quote a rate", **EXTERNAL_STEP
+                ),
+            )
         shipment: Shipment = await self._step_with_effect(
             CarrierActivities.draft_booking,
             DraftBookingInput(shipment=request, quote=quote),
@@ -526,18 +559,22 @@ class OrderWorkflow:
             await self._fail(error)
         self._saga.clear()
         self._set_status(OrderStatus.SHIPPED, "handed to the carrier", detail=self._shipment.tracking_number)
-        self._notify("shipped", self._shipment.tracking_number)
-        self._best_effort(
-            CustomerActivities.record_purchase,
-            PurchaseInput(
-                order_id=self._state.order_id,
-                customer_id=self._state.customer.id,
-                total=self._state.total,
-                currency=self._state.currency,
-                skus=self._input.request.skus,
-            ),
-            "Record purchase in CRM",
+        purchase = PurchaseInput(
+            order_id=self._state.order_id,
+            customer_id=self._state.customer.id,
+            total=self._state.total,
+            currency=self._state.currency,
+            skus=self._input.request.skus,
         )
+        if self._merges_steps:
+            self._best_effort(
+                CustomerActivities.record_purchase_and_notify,
+                ShippedNotice(purchase=purchase, notification=self._notice("shipped", self._shipment.tracking_number)),
+                "Record purchase in CRM; notify customer: shipped",
+            )
+        else:
+            self._notify("shipped", self._shipment.tracking_number)
+            self._best_effort(CustomerActivities.record_purchase, purchase, "Record purchase in CRM")
         return True
 
     async def _void_invoice(self) -> None:
@@ -569,7 +606,7 @@ class OrderWorkflow:
         long = (
             info.get_current_history_length() >= self._input.max_history_events or info.is_continue_as_new_suggested()
         )
-        return long and workflow.patched(CONTINUE_AS_NEW_WHILE_DELIVERING)
+        return long and self._patched(CONTINUE_AS_NEW_WHILE_DELIVERING)
 
     async def _continue_as_new(self) -> None:
         """Carry on waiting for the carrier in a new run, with a short history, the order as it stands."""
@@ -595,7 +632,7 @@ class OrderWorkflow:
         self._past_point_of_no_return = True
 
     def _apply_tracking(self, event: TrackingEvent) -> None:
-        if event.status.value == self._shipment.status and workflow.patched(SKIP_REPEATED_TRACKING_STATUS):
+        if event.status.value == self._shipment.status and self._patched(SKIP_REPEATED_TRACKING_STATUS):
             # Another scan on the way changes nothing: the timeline keeps the carrier's changes only.
             return
         self._shipment.status = event.status.value
@@ -931,7 +968,7 @@ class OrderWorkflow:
     ) -> None:
         """Undo what was done, record the final status and leave the process."""
         await self._compensate()
-        if workflow.patched(RELEASE_HELD_STOCK_ON_CLOSE):
+        if self._patched(RELEASE_HELD_STOCK_ON_CLOSE):
             await self._release_held_stock()
         if self._short_skus and self._decides_before_effects:
             # A lost workflow task may have reported a shortage this run never reached: purchasing
@@ -1033,14 +1070,24 @@ class OrderWorkflow:
             return await workflow.execute_activity_method(activity, arg, summary=summary, **options)
         return await workflow.execute_local_activity_method(activity, arg, summary=summary, **options)
 
+    def _patched(self, patch_id: str) -> bool:
+        """Whether a patch older than MERGED_STEPS is in effect for this run.
+
+        A run started with MERGED_STEPS has them all, and records no marker for any: a patch first asked
+        for right after a local activity may be recorded in the next workflow task, yet asked for in the
+        earlier one when the history is replayed (its marker is then not found, and the replay fails).
+        Older runs ask as they always did. Fewer markers also make a shorter history.
+        """
+        return self._merges_steps or workflow.patched(patch_id)
+
     @property
     def _decides_before_effects(self) -> bool:
-        return workflow.patched(DECIDE_BEFORE_EFFECTS)
+        return self._patched(DECIDE_BEFORE_EFFECTS)
 
     @property
     def _keeps_place_until_allocated(self) -> bool:
         # Only with DECIDE_BEFORE_EFFECTS, whose close withdraws the SKUs a woken order still waits for.
-        return self._decides_before_effects and workflow.patched(KEEP_PLACE_UNTIL_ALLOCATED)
+        return self._decides_before_effects and self._patched(KEEP_PLACE_UNTIL_ALLOCATED)
 
     async def _wait(self, condition: Callable[[], bool], timeout: timedelta | None, summary: str) -> bool:
         try:
@@ -1050,19 +1097,18 @@ class OrderWorkflow:
         return True
 
     def _notify(self, event: str, detail: str | None) -> None:
+        self._best_effort(CustomerActivities.notify_customer, self._notice(event, detail), f"Notify customer: {event}")
+
+    def _notice(self, event: str, detail: str | None) -> NotificationInput:
         # The n-th notice of a kind is that of the n-th round: an order backordered again, after a
         # restock that fell short, is told again (an order's allocation rounds all end short but its last).
         self._notices[event] += 1
-        self._best_effort(
-            CustomerActivities.notify_customer,
-            NotificationInput(
-                order_id=self._state.order_id,
-                customer_id=self._state.customer.id,
-                event=event,
-                detail=detail,
-                round=self._notices[event],
-            ),
-            f"Notify customer: {event}",
+        return NotificationInput(
+            order_id=self._state.order_id,
+            customer_id=self._state.customer.id,
+            event=event,
+            detail=detail,
+            round=self._notices[event],
         )
 
     def _best_effort(self, activity: Any, arg: Any, summary: str) -> None:
