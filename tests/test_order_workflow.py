@@ -14,6 +14,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowU
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from api.order_client import initial_search_attributes
 from models import names
 from models.order import (
     BackorderPolicy,
@@ -63,12 +64,15 @@ class Harness:
         self, request: OrderRequest | None = None, task_timeout: timedelta | None = None, **deadlines: timedelta
     ) -> WorkflowHandle[OrderWorkflow, OrderState]:
         order_id = str(uuid.uuid4())
+        request = request or order_request()
+        # Started as the API starts an order: searchable as received from the start.
         handle = await self.env.client.start_workflow(
             OrderWorkflow.run,
-            OrderInput(order_id=order_id, request=request or order_request(), **deadlines),
+            OrderInput(order_id=order_id, request=request, **deadlines),
             id=names.order_workflow_id(order_id),
             task_queue=self.task_queue,
             task_timeout=task_timeout,
+            search_attributes=initial_search_attributes(request),
         )
         self.started.append(handle)
         return handle

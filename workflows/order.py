@@ -107,7 +107,8 @@ ORDER_CHANGES = "order-changes"
 RECORD_WITH_FIRST_ENTRY = "record-with-first-entry"
 
 # Steps that always run back to back are one local activity each: recording and reviewing the order,
-# the carrier's address check and rate quote, the CRM's purchase and the customer's shipped notice.
+# the carrier's address check and rate quote, the CRM's purchase and the customer's shipped notice;
+# a status change upserts the status alone.
 # A run started with this patch also takes every patch above as in effect, without asking (_patched).
 MERGED_STEPS = "merged-steps"
 
@@ -991,7 +992,12 @@ class OrderWorkflow:
         self, status: OrderStatus, event: str, *, actor: str = "system", detail: str | None = None, write: bool = True
     ) -> StatusChangeInput:
         self._state.status = status
-        self._upsert_search_attributes()
+        if not self._merges_steps:
+            self._upsert_search_attributes()
+        elif status != OrderStatus.RECEIVED:
+            # The order was started with the attributes of a received order (api/order_client.py);
+            # only its status changes here (a change of its lines upserts them all).
+            workflow.upsert_search_attributes([names.SA_ORDER_STATUS.value_set(status.value)])
         workflow.set_current_details(f"**{status.value}**: {event}")
         return self._append_event(event, actor=actor, detail=detail, write=write)
 
