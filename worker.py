@@ -32,12 +32,13 @@ from temporalio.worker import Worker
 from activities.backup import BackupActivities
 from activities.bulk import BulkActivities
 from activities.carrier import CarrierActivities
+from activities.combined import HandOverActivities, IntakeActivities
 from activities.customers import CustomerActivities
 from activities.finance import FinanceActivities
 from activities.forecast import ForecastActivities
 from activities.http import create_http_client
 from activities.inventory import InventoryActivities
-from activities.orders import IntakeActivities, OrderRecordActivities
+from activities.orders import OrderRecordActivities
 from activities.purchasing import PurchasingActivities
 from activities.refunds import RefundActivities
 from activities.returns import ReturnActivities
@@ -83,6 +84,7 @@ def build_worker(
     review = ReviewActivities(sessionmaker, settings)
     intake = IntakeActivities(records, review)
     carrier = CarrierActivities(http, settings)
+    hand_over = HandOverActivities(carrier, inventory)
     finance = FinanceActivities(http, settings)
     customers = CustomerActivities(http, settings)
     purchasing = PurchasingActivities(sessionmaker, http, client, settings)
@@ -116,6 +118,7 @@ def build_worker(
             inventory.replace_lines,
             inventory.release_order,
             inventory.commit_order,
+            hand_over.confirm_and_commit,
             inventory.available_stock,
             carrier.check_address,
             carrier.quote_rate,

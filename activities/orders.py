@@ -8,10 +8,8 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities.review import ReviewActivities
 from db import orders, webhooks
-from models.order import ReviewOutcome
-from models.records import RecordChangeInput, RecordOrderInput, ReviewInput, StatusChangeInput
+from models.records import RecordChangeInput, RecordOrderInput, StatusChangeInput
 from security.keyring import Keyring
 
 
@@ -48,16 +46,3 @@ class OrderRecordActivities:
         """Write an accepted change of the order's lines, address and total, once per revision."""
         async with self._sessionmaker.begin() as session:
             await orders.record_change(session, change, self._keyring)
-
-
-class IntakeActivities:
-    """An order's first step: recorded, then reviewed by the automatic rules, in one local activity."""
-
-    def __init__(self, records: OrderRecordActivities, review: ReviewActivities) -> None:
-        self._records = records
-        self._review = review
-
-    @activity.defn
-    async def record_and_review(self, request: RecordOrderInput) -> ReviewOutcome:
-        await self._records.record_order(request)
-        return await self._review.review_order(ReviewInput(order_id=request.order_id, request=request.request))

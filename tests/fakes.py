@@ -92,6 +92,7 @@ class FakeSystems:
             self.replace_lines,
             self.record_change,
             self.commit_order,
+            self.confirm_and_commit,
             self.available_stock,
             self.check_address,
             self.quote_rate,
@@ -270,6 +271,12 @@ class FakeSystems:
     async def confirm_booking(self, ref: BookingRef) -> ConfirmedBooking:
         await self._step("confirm_booking")
         return ConfirmedBooking(booking_id=ref.booking_id, tracking_number=f"TRK-{ref.order_id}")
+
+    @activity.defn(name="confirm_and_commit")
+    async def confirm_and_commit(self, ref: BookingRef) -> ConfirmedBooking:
+        confirmed = await self.confirm_booking(ref)
+        await self.commit_order(CommitOrderInput(order_id=ref.order_id))
+        return confirmed
 
     @activity.defn(name="cancel_booking")
     async def cancel_booking(self, ref: BookingRef) -> None:

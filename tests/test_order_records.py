@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from activities.orders import IntakeActivities, OrderRecordActivities
+from activities.combined import IntakeActivities
+from activities.orders import OrderRecordActivities
 from activities.review import ReviewActivities
 from db import orders, personal
 from db.engine import create_engine, create_sessionmaker

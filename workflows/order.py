@@ -18,10 +18,11 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.carrier import CarrierActivities
+    from activities.combined import HandOverActivities, IntakeActivities
     from activities.customers import CustomerActivities
     from activities.finance import FinanceActivities
     from activities.inventory import InventoryActivities
-    from activities.orders import IntakeActivities, OrderRecordActivities
+    from activities.orders import OrderRecordActivities
     from activities.purchasing import PurchasingActivities
     from activities.review import ReviewActivities
     from domain import changes
@@ -29,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from models.changes import ChangeCommand
     from models.integrations import (
         BookingRef,
+        ConfirmedBooking,
         CustomerUpsertInput,
         DraftBookingInput,
         InvoiceInput,
@@ -107,8 +109,8 @@ ORDER_CHANGES = "order-changes"
 RECORD_WITH_FIRST_ENTRY = "record-with-first-entry"
 
 # Steps that always run back to back are one local activity each: recording and reviewing the order,
-# the carrier's address check and rate quote, the CRM's purchase and the customer's shipped notice;
-# a status change upserts the status alone.
+# the carrier's address check and rate quote, the booking's confirmation and the stock's commit, the CRM's
+# purchase and the customer's shipped notice; a status change upserts the status alone.
 # A run started with this patch also takes every patch above as in effect, without asking (_patched).
 MERGED_STEPS = "merged-steps"
 
@@ -539,23 +541,10 @@ class OrderWorkflow:
             if self._decides_before_effects:
                 # Handing the goods to the carrier starts here: cancelling is refused from now on.
                 self._past_point_of_no_return = True
-            confirmed = await self._step_with_effect(
-                CarrierActivities.confirm_booking,
-                BookingRef(order_id=self._state.order_id, booking_id=self._shipment.booking_id),
-                "Book with the carrier: tracking number",
-                EXTERNAL_STEP,
-            )
-            self._shipment.tracking_number = confirmed.tracking_number
-            self._shipment.status = "confirmed"
-            await self._stop_if_cancelled()
-            # From here on the goods leave: cancelling is refused and nothing is undone.
-            self._past_point_of_no_return = True
-            await self._step_with_effect(
-                InventoryActivities.commit_order,
-                CommitOrderInput(order_id=self._state.order_id),
-                "Commit reservations: stock leaves the warehouse",
-                DB_STEP,
-            )
+            if self._merges_steps:
+                await self._hand_over()
+            else:
+                await self._confirm_then_commit()
         except FailureError as error:
             await self._fail(error)
         self._saga.clear()
@@ -577,6 +566,38 @@ class OrderWorkflow:
             self._notify("shipped", self._shipment.tracking_number)
             self._best_effort(CustomerActivities.record_purchase, purchase, "Record purchase in CRM")
         return True
+
+    async def _confirm_then_commit(self) -> None:
+        """The booking confirmed, then the stock committed, each an activity of its own (runs before MERGED_STEPS)."""
+        confirmed = await self._step_with_effect(
+            CarrierActivities.confirm_booking,
+            BookingRef(order_id=self._state.order_id, booking_id=self._shipment.booking_id),
+            "Book with the carrier: tracking number",
+            EXTERNAL_STEP,
+        )
+        self._shipment.tracking_number = confirmed.tracking_number
+        self._shipment.status = "confirmed"
+        await self._stop_if_cancelled()
+        # From here on the goods leave: cancelling is refused and nothing is undone.
+        self._past_point_of_no_return = True
+        await self._step_with_effect(
+            InventoryActivities.commit_order,
+            CommitOrderInput(order_id=self._state.order_id),
+            "Commit reservations: stock leaves the warehouse",
+            DB_STEP,
+        )
+
+    async def _hand_over(self) -> None:
+        """The booking confirmed and the stock committed in one activity: past the point of no return, nothing
+        comes between them (no cancellation is taken), and a failure of either is the order's failure, undone."""
+        confirmed: ConfirmedBooking = await self._step_with_effect(
+            HandOverActivities.confirm_and_commit,
+            BookingRef(order_id=self._state.order_id, booking_id=self._shipment.booking_id),
+            "Book with the carrier: tracking number; commit reservations: stock leaves the warehouse",
+            EXTERNAL_STEP,
+        )
+        self._shipment.tracking_number = confirmed.tracking_number
+        self._shipment.status = "confirmed"
 
     async def _void_invoice(self) -> None:
         invoice = self._state.invoice
