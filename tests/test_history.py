@@ -24,6 +24,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from bench.history import Shape, closed_orders, load
+from bench.on_record import REPORTS
 from db import rollups
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
@@ -168,16 +169,7 @@ async def test_every_query_behind_the_lists_an_order_analytics_and_shortages_rea
                 assert deeper.status_code == 200, deeper.text
                 cursor = deeper.json()["next_cursor"]
             pages[name] = [(sql, params) for sql, params in captured[before:] if "orders" in sql]
-        for path in (
-            f"/orders/{order_id}",
-            "/purchasing/shortages",
-            "/analytics/summary",
-            "/analytics/orders",
-            "/analytics/fulfilment",
-            "/analytics/skus",
-            "/analytics/customers",
-            "/analytics/returns",
-        ):
+        for path in (f"/orders/{order_id}", *REPORTS):
             response = await http.get(path)
             assert response.status_code == 200, f"{path}: {response.text}"
     statements = [(sql, params) for sql, params in captured if any(name in sql for name in BIG_TABLES)]
