@@ -40,6 +40,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.enums.v1 import EventType
 
+from bench import on_record
 from bench.bare_workflow import BareWorkflow
 from db.engine import create_engine
 from scripts.local_stack import ROOT, Child, LocalStack, StackConfig, _stop_child
@@ -605,6 +606,8 @@ async def run_once(args: argparse.Namespace, in_memory: bool) -> dict[str, Any]:
                 figures["hot_sku"]["per_second"] / figures["orders"]["per_second"], 3
             )
             figures["peak_rss_mb"] = {name: round(mb, 1) for name, mb in bench.peak_rss().items()}
+            if args.history:
+                figures["history"] = await on_record.measure(bench, figures["orders"])
             return figures
     finally:
         await engine.dispose()
@@ -685,6 +688,7 @@ def table(report: dict[str, Any]) -> str:
             f"- {name}: target {relation} {target}, measured {', '.join(map(str, measured))}: "
             f"{'met' if met else 'NOT met'}"
         )
+    lines += on_record.table(runs)
     return "\n".join(lines)
 
 
@@ -713,6 +717,10 @@ async def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--profile", type=Path, help="write py-spy profiles of the worker and API here")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds a phase may take")
+    parser.add_argument("--history", action="store_true", help="then load closed orders and measure reads over them")
+    parser.add_argument("--history-orders", type=int, default=1_000_000, help="closed orders --history loads")
+    parser.add_argument("--history-requests", type=int, default=200, help="requests per list query and order read")
+    parser.add_argument("--history-report-requests", type=int, default=20, help="requests per analytics report")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     args = parser.parse_args(argv)
     for name, sizes in SIZES.items():

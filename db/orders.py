@@ -14,7 +14,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any, TypeVarTuple
 
-from sqlalchemy import ColumnElement, Row, Select, and_, delete, exists, or_, select, update
+from sqlalchemy import ColumnElement, Row, Select, delete, exists, select, tuple_, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import personal, rollups
@@ -43,8 +43,10 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-async def _insert_lines(session: AsyncSession, order_id: str, lines: list[dict[str, Any]]) -> None:
-    statement = dialect_insert(session, OrderLineRow).values([{"order_id": order_id, **line} for line in lines])
+async def _insert_lines(session: AsyncSession, order_id: str, placed_at: datetime, lines: list[dict[str, Any]]) -> None:
+    statement = dialect_insert(session, OrderLineRow).values(
+        [{"order_id": order_id, "placed_at": placed_at, **line} for line in lines]
+    )
     await session.execute(statement.on_conflict_do_nothing(index_elements=["order_id", "line_no"]))
 
 
@@ -81,6 +83,7 @@ async def record_order(session: AsyncSession, request: RecordOrderInput, keyring
     await _insert_lines(
         session,
         request.order_id,
+        received_at,
         [
             {"line_no": number, "sku": line.sku, "quantity": line.quantity, "unit_price": line.unit_price}
             for number, line in enumerate(request.request.lines, start=1)
@@ -195,7 +198,7 @@ async def record_change(session: AsyncSession, change: RecordChangeInput, keyrin
     for line in state.lines:
         values = {"sku": line.sku, "quantity": line.quantity, "unit_price": line.unit_price}
         statement = dialect_insert(session, OrderLineRow).values(
-            order_id=state.order_id, line_no=line.line_no, **values
+            order_id=state.order_id, line_no=line.line_no, placed_at=_utc(state.created_at), **values
         )
         await session.execute(statement.on_conflict_do_update(index_elements=["order_id", "line_no"], set_=values))
     await rollups.count_order(session, state.order_id)
@@ -332,7 +335,13 @@ def matching(query: Select[*Columns], where: OrderFilter) -> Select[*Columns]:
     if where.sku is not None:
         query = query.where(_has_sku(where.sku))
     if where.q is not None:
-        query = query.where(or_(OrderRow.order_id == where.q, OrderRow.customer_id == where.q, _has_sku(where.q)))
+        # Each of the three through its own index, rather than one OR that reads every order.
+        found = union(
+            select(OrderRow.order_id).where(OrderRow.order_id == where.q),
+            select(OrderRow.order_id).where(OrderRow.customer_id == where.q),
+            select(OrderLineRow.order_id).where(OrderLineRow.sku == where.q),
+        )
+        query = query.where(OrderRow.order_id.in_(found))
     if where.created_from is not None:
         query = query.where(OrderRow.created_at >= where.created_from)
     if where.created_to is not None:
@@ -344,10 +353,8 @@ def _has_sku(sku: str) -> ColumnElement[bool]:
     return exists().where(OrderLineRow.order_id == OrderRow.order_id, OrderLineRow.sku == sku)
 
 
-async def list_orders(session: AsyncSession, where: OrderFilter, *, limit: int, cursor: str | None) -> OrderPage:
-    """Orders newest first, those `where` names; `next_cursor` continues after the last."""
-    if limit < 1:
-        raise ValueError("limit must be at least 1")
+def page_query(where: OrderFilter, *, limit: int, cursor: str | None) -> Select[*tuple[Any, ...]]:
+    """The query behind a page of GET /orders: `limit` + 1 orders newest first, after `cursor`'s."""
     columns = select(
         OrderRow.order_id,
         OrderRow.workflow_id,
@@ -359,17 +366,32 @@ async def list_orders(session: AsyncSession, where: OrderFilter, *, limit: int, 
         OrderRow.created_at,
         OrderRow.updated_at,
     )
-    query = matching(columns, where)
+    placed: tuple[Any, Any] = (OrderRow.created_at, OrderRow.order_id)
+    if where.sku is not None:
+        # Through the SKU's lines, which carry their order's placing time: the index on (sku, placed_at,
+        # order_id) yields them newest first, and the page is full after as many orders as it shows,
+        # however many orders the SKU has. Grouped, as an order may hold the SKU on two lines.
+        placed = (OrderLineRow.placed_at, OrderLineRow.order_id)
+        columns = columns.join(OrderLineRow, OrderLineRow.order_id == OrderRow.order_id).where(
+            OrderLineRow.sku == where.sku
+        )
+        query = matching(columns, where.model_copy(update={"sku": None}))
+        query = query.group_by(*placed, OrderRow.order_id)
+    else:
+        query = matching(columns, where)
     if cursor is not None:
         after_created, after_id = decode_cursor(cursor)
-        query = query.where(
-            or_(
-                OrderRow.created_at < after_created,
-                and_(OrderRow.created_at == after_created, OrderRow.order_id < after_id),
-            )
-        )
+        # A row comparison, so that the index scan starts right after the cursor.
+        query = query.where(tuple_(*placed) < tuple_(after_created, after_id))
     # One row more than asked tells whether another page exists.
-    query = query.order_by(OrderRow.created_at.desc(), OrderRow.order_id.desc()).limit(limit + 1)
+    return query.order_by(placed[0].desc(), placed[1].desc()).limit(limit + 1)
+
+
+async def list_orders(session: AsyncSession, where: OrderFilter, *, limit: int, cursor: str | None) -> OrderPage:
+    """Orders newest first, those `where` names; `next_cursor` continues after the last."""
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    query = page_query(where, limit=limit, cursor=cursor)
     found = (await session.execute(query)).all()
     rows = found[:limit]
     skus = await _skus_of(session, [row.order_id for row in rows])

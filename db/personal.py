@@ -39,8 +39,12 @@ def seal(state: OrderState, keyring: Keyring) -> tuple[dict[str, Any], str]:
             for parent in parents:
                 target = target.setdefault(parent, {})
             target[name] = source.pop(name)
-    sealed = encrypt_text(keyring, json.dumps(personal, separators=(",", ":")), context=_context(state.order_id))
-    return public, sealed
+    return public, seal_personal(state.order_id, personal, keyring)
+
+
+def seal_personal(order_id: str, personal: dict[str, Any], keyring: Keyring) -> str:
+    """The personal fields of an order (as `seal` splits them off), encrypted for `orders.pii`."""
+    return encrypt_text(keyring, json.dumps(personal, separators=(",", ":")), context=_context(order_id))
 
 
 def unseal(order_id: str, public: dict[str, Any], sealed: str | None, keyring: Keyring) -> dict[str, Any]:

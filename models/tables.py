@@ -128,6 +128,12 @@ class OrderRow(Base):
         Index("ix_orders_status_created", "status", "created_at"),
         Index("ix_orders_customer_created", "customer_id", "created_at"),
         Index("ix_orders_client_created", "client_id", "created_at"),
+        # The analytics' figures of a period's orders, read from the index alone (PostgreSQL).
+        Index(
+            "ix_orders_created_figures",
+            "created_at",
+            postgresql_include=["order_id", "status", "currency", "total", "customer_id"],
+        ),
         CheckConstraint("revision >= 1", name="revision_positive"),
     )
     order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -155,18 +161,27 @@ class OrderRow(Base):
 
 class OrderLineRow(Base):
     __tablename__ = "order_lines"
-    __table_args__ = (Index("ix_order_lines_sku", "sku"),)
+    # Orders by SKU, newest first, are read from this index alone until a page is full.
+    __table_args__ = (
+        Index("ix_order_lines_sku_placed", "sku", "placed_at", "order_id"),
+        # The lines of a period's orders for the analytics, read from the index alone (PostgreSQL).
+        Index("ix_order_lines_placed", "placed_at", postgresql_include=["order_id", "sku", "quantity", "unit_price"]),
+    )
     order_id: Mapped[str] = mapped_column(ForeignKey("orders.order_id"), primary_key=True)
     line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
     sku: Mapped[str] = mapped_column(String(64))
     quantity: Mapped[int] = mapped_column(Integer)
     unit_price: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    # The order's created_at, copied so that the SKU index orders lines as GET /orders orders orders.
+    placed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class OrderEventRow(Base):
     """The order's timeline: who or what changed it, and when."""
 
     __tablename__ = "order_events"
+    # The fulfilment analytics read the entries of one status within a span of weeks.
+    __table_args__ = (Index("ix_order_events_status_at", "status", "at"),)
     order_id: Mapped[str] = mapped_column(ForeignKey("orders.order_id"), primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     # Which workflow task wrote the entry (see OrderRow.last_version); a later one may replace it.

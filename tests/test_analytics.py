@@ -119,7 +119,12 @@ async def seed(sessionmaker: Sessions) -> None:
             for number, (sku, quantity, price) in enumerate(lines, start=1):
                 session.add(
                     OrderLineRow(
-                        order_id=order_id, line_no=number, sku=sku, quantity=quantity, unit_price=Decimal(price)
+                        order_id=order_id,
+                        line_no=number,
+                        sku=sku,
+                        quantity=quantity,
+                        unit_price=Decimal(price),
+                        placed_at=at(placed),
                     )
                 )
             steps = [("received", placed), ("shipped", shipped), ("delivered", delivered)]

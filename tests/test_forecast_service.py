@@ -84,7 +84,12 @@ async def seed_demand(sessionmaker: Sessions, skus: list[SyntheticSku], last_day
                 )
                 lines.append(
                     OrderLineRow(
-                        order_id=order_id, line_no=1, sku=sku.sku, quantity=quantity, unit_price=Decimal("1.00")
+                        order_id=order_id,
+                        line_no=1,
+                        sku=sku.sku,
+                        quantity=quantity,
+                        unit_price=Decimal("1.00"),
+                        placed_at=at,
                     )
                 )
         await session.flush()
