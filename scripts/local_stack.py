@@ -343,7 +343,6 @@ class LocalStack:
             "--log-level",
             "warn",
             *attributes,
-            *[arg for item in os.environ.get("XX_DYN", "").split() for arg in ("--dynamic-config-value", item)],
         )
         address = f"127.0.0.1:{self.config.temporal_port}"
         deadline = asyncio.get_running_loop().time() + TEMPORAL_START_SECONDS
