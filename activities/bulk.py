@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from api.errors import ActionRefused, OrderClosed, OrderNotFound
+from api.refusals import ActionRefused, OrderClosed, OrderNotFound
 from db.orders import IdempotencyConflict
 from models.bulk import BulkAction, ItemInput, ItemResult
 from models.names import bulk_workflow_id

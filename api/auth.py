@@ -17,7 +17,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.deps import SessionmakerDep, SettingsDep
-from api.errors import Forbidden, Unauthenticated
+from api.refusals import Forbidden, Unauthenticated
 from security.api_keys import Principal, Role, authenticate
 
 # Open to anyone: probes, the API's own description, the carrier's webhook (signed instead) and the

@@ -30,7 +30,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.errors import RETRY_AFTER_SECONDS, ActionRefused, ApiError, OrderUnavailable, temporal_unavailable
+from api.refusals import RETRY_AFTER_SECONDS, ActionRefused, ApiError, OrderUnavailable, temporal_unavailable
 from db.orders import matching
 from domain import bulk as bulk_rules
 from models import names

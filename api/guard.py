@@ -43,7 +43,8 @@ from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import PROBE_PATHS, PUBLIC_PATHS, PUBLIC_PREFIXES
-from api.errors import RETRY_AFTER_SECONDS, Unauthenticated, database_unavailable, error_response
+from api.errors import error_response
+from api.refusals import RETRY_AFTER_SECONDS, Unauthenticated, database_unavailable
 from api.route_templates import RouteTemplates
 from api.routes.codec import PREFIX as CODEC_PREFIX
 from api.routes.codec import SESSION_COOKIE as CODEC_SESSION_COOKIE

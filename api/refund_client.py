@@ -25,7 +25,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from api.errors import RETRY_AFTER_SECONDS, ActionRefused, OrderNotFound, OrderUnavailable, temporal_unavailable
+from api.refusals import RETRY_AFTER_SECONDS, ActionRefused, OrderNotFound, OrderUnavailable, temporal_unavailable
 from db import refunds as records
 from db.orders import get_order
 from db.returns import lock_order

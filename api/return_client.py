@@ -26,7 +26,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.errors import (
+from api.refusals import (
     RETRY_AFTER_SECONDS,
     ActionRefused,
     ApiError,

@@ -11,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from api.errors import ApiError
+from api.refusals import ApiError
 from console import auth, bulk, insight, inventory, orders
 from console.layout import HERE, STATIC_PATH, render
 from console.session import is_console_path

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from api.deps import SettingsDep
-from api.errors import Unauthenticated
+from api.refusals import Unauthenticated
 from console.layout import CsrfChecked, Viewer, render
 from console.session import COOKIE, LOGIN_PATH, PREFIX, SESSION_SECONDS, after_sign_in, landing, session_cookie
 

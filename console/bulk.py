@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from api.bulk_client import job_view, start_actions
 from api.deps import SessionmakerDep, SettingsDep, TemporalDep
-from api.errors import ApiError
+from api.refusals import ApiError
 from api.routes.bulk import JobId
 from console.layout import CsrfChecked, Operator, render
 from console.orders import order_filter

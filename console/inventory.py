@@ -15,7 +15,7 @@ from fastapi import APIRouter, Form, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from api.deps import SessionmakerDep, SettingsDep, TemporalDep
-from api.errors import ApiError
+from api.refusals import ApiError
 from api.routes.inventory import book_receipt
 from api.schemas import StockReceipt
 from console.layout import Abilities, CsrfChecked, Purchaser, Viewer, render

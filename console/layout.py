@@ -21,7 +21,7 @@ from markupsafe import Markup, escape
 
 from api.auth import require_role
 from api.deps import SettingsDep
-from api.errors import ApiError
+from api.refusals import ApiError
 from console.session import COOKIE, CSRF_FIELD, HOMES, PREFIX, RESTRICTED, csrf_token, csrf_valid
 from security.api_keys import Principal, Role
 

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 
 from api.deps import OrdersDep, SessionmakerDep, SettingsDep
-from api.errors import ApiError
+from api.refusals import ApiError
 from api.return_client import ReturnClient, with_returns
 from api.routes.returns import ReturnsDep
 from console.layout import CsrfChecked, Operator, render

@@ -26,7 +26,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import StartupError, create_app
-from api.errors import Unauthenticated
+from api.refusals import Unauthenticated
 from models.tables import ApiKeyRow, IdempotencyKeyRow, OrderRow
 from security.api_keys import Role, authenticate, new_key, split_key
 from settings import Settings

@@ -24,7 +24,7 @@ from temporalio.worker import Worker
 
 from activities.bulk import ITEM_REFUSED, heartbeating
 from api import bulk_client
-from api.errors import ActionRefused
+from api.refusals import ActionRefused
 from models.bulk import (
     BulkAction,
     BulkJobInput,

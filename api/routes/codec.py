@@ -23,7 +23,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.auth import require_role
 from api.deps import KeyringDep, SettingsDep
-from api.errors import BODY_ERRORS, Unauthenticated, error_responses
+from api.errors import BODY_ERRORS, error_responses
+from api.refusals import Unauthenticated
 from security.api_keys import Principal, Role
 from security.codec import EncryptionCodec, decode_codec_body, encode_codec_body
 

@@ -18,7 +18,8 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.auth import require_role
 from api.deps import SessionmakerDep, SettingsDep, TemporalDep
-from api.errors import BODY_ERRORS, ApiError, error_responses
+from api.errors import BODY_ERRORS, error_responses
+from api.refusals import ApiError
 from db import forecast as store
 from forecast.reorder import PurchaseTerms
 from models.forecast import (

@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from api.deps import SessionmakerDep, TemporalDep
-from api.errors import ERROR_RESPONSES, RETRY_AFTER_SECONDS
+from api.errors import ERROR_RESPONSES
+from api.refusals import RETRY_AFTER_SECONDS
 from api.schemas import Health
 
 router = APIRouter(tags=["health"])

@@ -13,7 +13,8 @@ from temporalio.service import RPCError
 
 from api.auth import require_role
 from api.deps import SessionmakerDep, SettingsDep, TemporalDep
-from api.errors import BODY_ERRORS, ReceiptNotPassedOn, error_responses, temporal_unavailable
+from api.errors import BODY_ERRORS, error_responses
+from api.refusals import ReceiptNotPassedOn, temporal_unavailable
 from api.schemas import StockCount, StockReceipt
 from db.stock import UnknownSku, receive_stock, set_on_hand, stock_level
 from models.fields import PRINTABLE_ASCII

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Depends, Path, Request, Response, status
 
 from api.auth import require_role
 from api.deps import SessionmakerDep, SettingsDep
-from api.errors import KeyNotFound, error_responses
+from api.errors import error_responses
 from api.guard import set_audit_target
+from api.refusals import KeyNotFound
 from api.schemas import KeyCreated, KeyList, KeyRequest
 from security.api_keys import KeyInfo, create_key, list_keys, lock_key, log_key_event, revoke_key
 

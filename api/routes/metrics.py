@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth import require_role
 from api.deps import SessionmakerDep
-from api.errors import database_unavailable
 from api.metrics import ApiMetrics
+from api.refusals import database_unavailable
 from db.metrics import ServiceState, read_state
 from security.api_keys import Role
 

@@ -10,9 +10,10 @@ from pydantic import AwareDatetime
 
 from api.auth import client_scope, require_role
 from api.deps import KeyringDep, OrdersDep, SessionmakerDep, SettingsDep, TemporalDep
-from api.errors import BODY_ERRORS, TooManyRequests, error_responses
+from api.errors import BODY_ERRORS, error_responses
 from api.guard import set_audit_target
 from api.refund_client import RefundClient
+from api.refusals import TooManyRequests
 from api.return_client import with_returns
 from db.orders import list_orders
 from models.changes import ChangeRequest

@@ -13,7 +13,8 @@ from fastapi import APIRouter, Depends, Path, Response, status
 
 from api.auth import require_role
 from api.deps import KeyringDep, SessionmakerDep, SettingsDep
-from api.errors import BODY_ERRORS, SubscriptionNotFound, error_responses
+from api.errors import BODY_ERRORS, error_responses
+from api.refusals import SubscriptionNotFound
 from api.schemas import SubscriptionRequest
 from db import webhooks
 from models.webhooks import NewWebhookSubscription, WebhookSubscriptionList

@@ -25,7 +25,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
 from api.deps import OrdersDep, SessionmakerDep, SettingsDep, TemporalDep
-from api.errors import BODY_ERRORS, WebhookRefused, error_responses
+from api.errors import BODY_ERRORS, error_responses
+from api.refusals import WebhookRefused
 from api.return_client import track_return
 from api.schemas import Accepted
 from db import webhooks
